@@ -1,0 +1,1 @@
+"""Static analysis of networks and heads: parameter and FLOP (multiply-add) counts."""

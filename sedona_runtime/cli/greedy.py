@@ -1,0 +1,213 @@
+"""`torchrun launch/greedy.py`: greedy block-wise training as a pipeline, one process per block."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sedona_runtime.data.config import DATASETS
+from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.coordinator import PipelineReporter
+from sedona_runtime.training.display import RunInfo
+from sedona_runtime.utils.errors import SedonaError
+
+# Defaults that make the README's main job (ResNet-152, K = 4, embedded digits) finish in a few
+# minutes on a 2-core machine; every one can be overridden.
+DEMO_WIDTH = 0.25
+DEMO_IMAGE_SIZE = 16
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise SedonaError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="torchrun launch/greedy.py",
+                description="Train a network block by block with one process per block (pipelined over "
+                            "torch.distributed RPC). Run under torchrun with 1 process (it starts the K blocks "
+                            "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
+    p.add_argument("--blocks", type=int, required=True, help="K: number of blocks/processes (= the decoupling's K)")
+    p.add_argument("--decoupling", required=True,
+                   help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or sedona:K")
+    p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
+    p.add_argument("--retarget", action="store_true", default=None,
+                   help="map a decoupling made for another architecture onto --arch")
+    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
+    p.add_argument("--data-dir")
+    p.add_argument("--image-size", type=int, help=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, else 32)")
+    p.add_argument("--width", type=float, help=f"channel width multiplier (default {DEMO_WIDTH} on digits, else 1)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--final-lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=("sgd", "adam"))
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
+    p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None)
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--devices", default="auto", help="auto (cuda:i per block when GPUs exist, else CPU core sets), "
+                                                     "cpu, cuda, or a comma list with one device per block")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per block (0: one per core of its set)")
+    p.add_argument("--queue-depth", type=int, default=2, help="items a block's input queue holds (backpressure)")
+    p.add_argument("--window", type=int, default=2, help="unacknowledged puts a sender may have in flight")
+    p.add_argument("--timeout", type=float, default=300.0, help="bound in seconds on any single wait")
+    p.add_argument("--port", type=int, default=0, help="loopback port when self-launching (0: a free one)")
+    p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    return p
+
+
+def _default_arch(decoupling: str) -> str:
+    from sedona_runtime.decoupling import load_decoupling
+
+    try:
+        return load_decoupling(decoupling).arch
+    except SedonaError:
+        return "small"  # dgl:K and friends are built for the model, which defaults to small
+
+
+def build_config(args: argparse.Namespace) -> PipelineConfig:
+    from sedona_runtime.cli.train import build_config as train_config
+
+    if args.arch is None and not args.resume:
+        args.arch = _default_arch(args.decoupling)
+    if (args.dataset or "digits") == "digits" and not args.resume:
+        args.width = DEMO_WIDTH if args.width is None else args.width
+        args.image_size = DEMO_IMAGE_SIZE if args.image_size is None else args.image_size
+    if args.out is None and not args.resume:
+        dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
+        args.out = str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch}_{dec}_pipeline")
+    args.device = None  # devices are per block here (--devices); the shared option mapping reads this one
+    cfg = train_config(args)
+    if args.dtype:
+        cfg.dtype = args.dtype
+    return PipelineConfig(train=cfg, blocks=args.blocks, queue_depth=args.queue_depth, window=args.window,
+                          devices=args.devices, threads=args.threads, timeout=args.timeout, resume=args.resume,
+                          port=args.port)
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+class PlainPipelineReporter(PipelineReporter):
+    """One line per reporting interval: progress and each block's loss, rate, busy share and queue."""
+
+    def __init__(self, console: Console, every: int) -> None:
+        self.console, self.every, self._last = console, max(1, every), -1
+
+    def _print(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def start(self, info: RunInfo) -> None:
+        self._print(f"pipeline: {len(info.blocks)} block processes, {info.total_steps} steps"
+                    + (f" (resuming at {info.start_step})" if info.start_step else ""))
+        for line in info.blocks + info.notes:
+            self._print(f"  {line}")
+
+    def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
+        done = min((s["step"] for s in stats.values()), default=0)
+        if self._last >= 0 and done - self._last < self.every and done != total:
+            return
+        self._last = done
+        parts = [f"b{i} loss {s['loss']:.3f} {s['samples_per_s']:.0f}/s busy {s['busy_frac']:.0%} q{s['queue_depth']}"
+                 for i, s in sorted(stats.items())]
+        self._print(f"step {done}/{total} (fed {fed}) | " + " | ".join(parts))
+
+    def validated(self, step: int, val_error: float, best_error: float) -> None:
+        self._print(f"step {step}: val error {val_error:.2%} (best {best_error:.2%})")
+
+
+class RichPipelineReporter(PipelineReporter):
+    """A live table: per block its step, loss, throughput, busy and waiting time, queue depth, memory."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
+        self.val = ""
+        self.names: list[str] = []
+
+    def start(self, info: RunInfo) -> None:
+        self.names = info.blocks
+        for line in info.notes:
+            self.console.print(f"  {line}")
+        self.live.start()
+
+    def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
+        t = Table(title=f"fed {fed}/{total}{self.val}", title_justify="left")
+        for col in ("block", "step", "loss", "samples/s", "busy", "wait in", "wait out", "queue", "memory"):
+            t.add_column(col, justify="left" if col == "block" else "right")
+        for i, s in sorted(stats.items()):
+            name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
+            t.add_row(name, str(s["step"]), f"{s['loss']:.4f}", f"{s['samples_per_s']:.0f}",
+                      f"{s['busy_frac']:.0%}", f"{s['total_wait_in_s']:.1f}s", f"{s['total_wait_out_s']:.1f}s",
+                      str(s["queue_depth"]), _fmt_bytes(s["peak_memory"]))
+        self.live.update(t)
+
+    def validated(self, step: int, val_error: float, best_error: float) -> None:
+        self.val = f"  val error {val_error:.1%} at step {step} (best {best_error:.1%})"
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def _report(console: Console, summary: dict, out: str) -> None:
+    test = summary["test"]
+    console.print(f"[bold]test accuracy {1 - test['top1_error']:.2%}[/bold]  (top-1 error {test['top1_error']:.2%}, "
+                  f"top-5 error {test['top5_error']:.2%}, {test['samples']} images)")
+    if test.get("ensemble_top1_error") is not None:
+        console.print(f"aux ensemble: top-1 error {test['ensemble_top1_error']:.2%}, "
+                      f"top-5 error {test['ensemble_top5_error']:.2%}")
+    console.print(f"wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
+                  f"run directory {out}")
+
+
+def run(argv: list[str] | None) -> int:
+    from sedona_runtime.pipeline.launcher import run_pipeline
+
+    args = _parser().parse_args(argv)
+    pcfg = build_config(args)
+    rank = int(os.environ.get("RANK", "0"))
+    console = Console()
+    if rank != 0:
+        return int(run_pipeline(pcfg))
+    reporter: PipelineReporter
+    if console.is_terminal and not args.plain:
+        reporter = RichPipelineReporter(console)
+    else:
+        reporter = PlainPipelineReporter(console, every=max(1, (pcfg.train.steps or 400) // 10))
+    try:
+        summary = run_pipeline(pcfg, reporter)
+    finally:
+        reporter.close()
+    _report(console, summary, pcfg.train.out_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: 0 on success; `error: <message>` on stderr and a non-zero code otherwise."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(argv)
+    except SedonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume (from the last committed checkpoint)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

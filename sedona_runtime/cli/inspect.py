@@ -1,0 +1,103 @@
+"""`python -m sedona_runtime.inspect`: per-layer and per-head parameters and FLOPs of a network."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from sedona_runtime.analysis.costs import model_costs
+from sedona_runtime.models.registry import ModelConfig, list_models
+from sedona_runtime.utils.errors import SedonaError
+
+# dataset -> (stem, input size, classes)
+DATASETS = {
+    "digits": ("cifar", 32, 10),
+    "cifar10": ("cifar", 32, 10),
+    "cifar100": ("cifar", 32, 100),
+    "tiny_imagenet": ("tiny_imagenet", 64, 200),
+    "imagenet": ("imagenet", 224, 1000),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would add the usage)
+        raise SedonaError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m sedona_runtime.inspect",
+        description="Per-layer output shape, parameters and FLOPs (multiply-adds) of a network, and the "
+        "cost of every auxiliary head attached after each layer.",
+    )
+    p.add_argument("--arch", required=True, help=f"architecture: {', '.join(list_models())}")
+    p.add_argument("--dataset", default="cifar10", help=f"picks stem, input size and classes: {', '.join(DATASETS)}")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument("--num-classes", type=int, default=None, help="override the dataset's class count")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _table(costs: dict, title: str) -> Table:
+    heads = list(costs["layers"][0]["heads"]) if costs["layers"] else []
+    table = Table(title=title, caption="FLOPs are per-sample multiply-adds; head cells: params / FLOPs")
+    for name in ("layer", "channels", "size", "params", "FLOPs"):
+        table.add_column(name, justify="right")
+    for name in heads:
+        table.add_column(name, justify="right")
+    for layer in costs["layers"]:
+        cells = [str(layer["index"]), str(layer["channels"]), f"{layer['size']}x{layer['size']}"]
+        cells += [_human(layer["params"]), _human(layer["flops"])]
+        cells += [f"{_human(h['params'])} / {_human(h['flops'])}" for h in layer["heads"].values()]
+        table.add_row(*cells)
+    cls = costs["classifier"]
+    table.add_row("classifier", "", "", _human(cls["params"]), _human(cls["flops"]), *[""] * len(heads), end_section=True)
+    table.add_row("total", "", "", _human(costs["params"]), _human(costs["flops"]), *[""] * len(heads), style="bold")
+    return table
+
+
+def run(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.arch not in list_models():
+        raise SedonaError(f"--arch: unknown architecture {args.arch!r} (known: {', '.join(list_models())})")
+    if args.dataset not in DATASETS:
+        raise SedonaError(f"--dataset: unknown dataset {args.dataset!r} (known: {', '.join(DATASETS)})")
+    if not 0 < args.width <= 16:
+        raise SedonaError(f"--width: must be in (0, 16], got {args.width}")
+    stem, size, classes = DATASETS[args.dataset]
+    if args.num_classes is not None:
+        if args.num_classes < 1:
+            raise SedonaError(f"--num-classes: must be a positive integer, got {args.num_classes}")
+        classes = args.num_classes
+    cfg = ModelConfig(arch=args.arch, num_classes=classes, stem=stem, width=args.width)
+    costs = model_costs(cfg, (cfg.in_channels, size, size))
+    if args.json:
+        out = {key: costs[key] for key in ("arch", "params", "flops", "layers")}
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
+    console = Console() if sys.stdout.isatty() else Console(width=220)
+    title = f"{args.arch} x{args.width:g} on {args.dataset} ({stem} stem, {size}x{size}, {classes} classes)"
+    console.print(_table(costs, title))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 with one `error:` line on bad input)."""
+    try:
+        return run(argv)
+    except SedonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

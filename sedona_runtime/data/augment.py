@@ -1,0 +1,141 @@
+"""Training augmentation on whole batches of [0,1] tensors, every random draw from an explicit generator."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from sedona_runtime.utils.errors import SedonaError
+
+# An augmentation maps a float batch (N,C,H,W) in [0,1] to a batch of the same shape and range.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _flip_mask(n: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) < 0.5
+
+
+class PadCropFlip:
+    """Zero-pad by `padding`, take a random crop of the original size, flip horizontally with p = 0.5.
+
+    The CIFAR recipe of the paper (Appendix E). One gather per batch: crop offsets and the flip are
+    folded into per-sample row/column indices.
+    """
+
+    def __init__(self, padding: int = 4, flip: bool = True) -> None:
+        self.padding, self.flip = padding, flip
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = self.padding
+        oy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        ox = torch.randint(0, 2 * p + 1, (n,), generator=gen)
+        flip = _flip_mask(n, gen) if self.flip else torch.zeros(n, dtype=torch.bool)
+        hp, wp = h + 2 * p, w + 2 * p
+        xp = F.pad(x, (p, p, p, p)).reshape(n, c, hp * wp)
+        rows = oy[:, None] + torch.arange(h)  # (N,H) rows of the padded image
+        cols = ox[:, None] + torch.arange(w)  # (N,W)
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        # A flat gather is ~5x faster than the equivalent 4-D advanced indexing on CPU.
+        idx = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+        return xp.gather(2, idx).reshape(n, c, h, w)
+
+    def __repr__(self) -> str:
+        return f"PadCropFlip(padding={self.padding}, flip={self.flip})"
+
+
+def _sample(theta: torch.Tensor, x: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    # Bilinear weights are a convex combination, so a [0,1] input stays in [0,1]; clamp absorbs rounding.
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False).clamp_(0.0, 1.0)
+
+
+class PadCropRotateFlip:
+    """Tiny-ImageNet recipe of the paper: padding + random crop, random rotation, random flip.
+
+    One affine resampling per batch: a random integer shift in [-padding, padding] pixels (zero fill,
+    as padding + crop), a rotation uniform in [-degrees, degrees], and a horizontal flip with p = 0.5.
+    """
+
+    def __init__(self, padding: int = 8, degrees: float = 15.0) -> None:
+        self.padding, self.degrees = padding, degrees
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        p = self.padding
+        dy = torch.randint(-p, p + 1, (n,), generator=gen).double()
+        dx = torch.randint(-p, p + 1, (n,), generator=gen).double()
+        angle = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * math.radians(self.degrees)
+        sign = torch.where(_flip_mask(n, gen), -1.0, 1.0).double()
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # Output -> input coordinates (normalized): x_in = R(angle) @ (sign * x_out, y_out) - shift.
+        theta = torch.stack(
+            [torch.stack([cos * sign, -sin, -2 * dx / w], 1), torch.stack([sin * sign, cos, -2 * dy / h], 1)], 1
+        )
+        return _sample(theta, x, "zeros")
+
+    def __repr__(self) -> str:
+        return f"PadCropRotateFlip(padding={self.padding}, degrees={self.degrees})"
+
+
+class RandomResizedCropFlip:
+    """ImageNet recipe: torchvision's RandomResizedCrop (scale, ratio, 10 tries, center fallback) + flip.
+
+    Vectorized: every sample draws its 10 candidate boxes at once; the first that fits is used. The
+    crop is resampled bilinearly to the input size (no antialiasing, unlike torchvision's PIL path).
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+        self.scale, self.ratio, self.tries = scale, ratio, 10
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        f64 = torch.float64
+        area = h * w * (self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(n, self.tries, generator=gen, dtype=f64))
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        ratio = torch.exp(lo + (hi - lo) * torch.rand(n, self.tries, generator=gen, dtype=f64))
+        cw = torch.sqrt(area * ratio).round()
+        ch = torch.sqrt(area / ratio).round()
+        ok = (cw >= 1) & (cw <= w) & (ch >= 1) & (ch <= h)
+        first = ok.to(torch.int8).argmax(dim=1, keepdim=True)  # first fitting try (0 if none fits)
+        cw, ch = cw.gather(1, first).squeeze(1), ch.gather(1, first).squeeze(1)
+        fallback = ~ok.any(dim=1)
+        if fallback.any():  # torchvision's fallback: the largest center crop within the ratio range
+            in_ratio = w / h
+            fw = w if in_ratio <= self.ratio[1] else round(h * self.ratio[1])
+            fh = h if in_ratio >= self.ratio[0] else round(w / self.ratio[0])
+            cw = torch.where(fallback, float(fw), cw)
+            ch = torch.where(fallback, float(fh), ch)
+        top = torch.floor(torch.rand(n, generator=gen, dtype=f64) * (h - ch + 1))
+        left = torch.floor(torch.rand(n, generator=gen, dtype=f64) * (w - cw + 1))
+        top = torch.where(fallback, ((h - ch) / 2).round(), top)
+        left = torch.where(fallback, ((w - cw) / 2).round(), left)
+        sign = torch.where(_flip_mask(n, gen), -1.0, 1.0).double()
+        zero = torch.zeros(n, dtype=f64)
+        # Crop box [left, left + cw) x [top, top + ch) in pixels -> normalized affine (align_corners=False).
+        theta = torch.stack(
+            [
+                torch.stack([sign * cw / w, zero, (2 * left + cw) / w - 1], 1),
+                torch.stack([zero, ch / h, (2 * top + ch) / h - 1], 1),
+            ],
+            1,
+        )
+        return _sample(theta, x, "border")
+
+    def __repr__(self) -> str:
+        return f"RandomResizedCropFlip(scale={self.scale}, ratio={self.ratio})"
+
+
+def make_augment(kind: str, image_size: int) -> Augment:
+    """The paper's training augmentation for data set kind: digits, cifar, tiny_imagenet or imagenet."""
+    if kind == "cifar":
+        return PadCropFlip(padding=4 * image_size // 32 or 1, flip=True)
+    if kind == "digits":  # digits are not mirror-symmetric (2 vs 5): shifts only
+        return PadCropFlip(padding=4 * image_size // 32 or 1, flip=False)
+    if kind == "tiny_imagenet":
+        return PadCropRotateFlip(padding=image_size // 8 or 1, degrees=15.0)
+    if kind == "imagenet":
+        return RandomResizedCropFlip()
+    raise SedonaError(f"unknown augmentation kind {kind!r} (known: digits, cifar, tiny_imagenet, imagenet)")

@@ -1,0 +1,42 @@
+"""DataConfig: which data set, where it lives, and how batches are drawn from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sedona_runtime.utils.errors import SedonaError
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+
+
+@dataclass
+class DataConfig:
+    """Data set selection and batching; round-trips through JSON with the run's config."""
+
+    dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | synthetic
+    data_dir: str | None = None
+    image_size: int = 32
+    val_fraction: float = 0.1  # share of the training split held out for validation
+    batch_size: int = 128
+    augment: bool = True
+    seed: int = 0
+    synthetic_size: int = 512  # synthetic: training samples (before the validation split)
+    synthetic_classes: int = 10  # synthetic: number of classes
+
+    def validate(self) -> None:
+        """SedonaError naming the first bad field."""
+        if self.dataset not in DATASETS:
+            raise SedonaError(f"data.dataset: unknown data set {self.dataset!r} (known: {', '.join(DATASETS)})")
+        for name in ("image_size", "batch_size", "synthetic_size", "synthetic_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SedonaError(f"data.{name}: must be a positive integer, got {value!r}")
+        if self.image_size < 8:
+            raise SedonaError(f"data.image_size: must be at least 8, got {self.image_size}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:
+            raise SedonaError(f"data.val_fraction: must be in [0, 1), got {self.val_fraction!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise SedonaError(f"data.seed: must be an integer, got {self.seed!r}")
+        if self.dataset in ("cifar10", "cifar100", "imagefolder") and not self.data_dir:
+            raise SedonaError(f"data.data_dir: data set {self.dataset!r} needs a data directory (--data-dir)")
+        if self.dataset in ("cifar10", "cifar100") and self.image_size != 32:
+            raise SedonaError(f"data.image_size: {self.dataset} images are 32x32, got image_size {self.image_size}")

@@ -1,0 +1,102 @@
+"""BatchStream: training batches addressable by global step, a pure function of (seed, epoch, step)."""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+
+from sedona_runtime.data.augment import Augment
+from sedona_runtime.data.base import ImageDataset
+from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.seed import make_generator
+
+
+def normalize(x: torch.Tensor, dataset: ImageDataset) -> torch.Tensor:
+    """A [0,1] float batch (N,C,H,W) normalized with the data set's per-channel mean and std."""
+    c = x.shape[1]
+    mean = torch.tensor(dataset.mean, dtype=x.dtype).view(1, c, 1, 1)
+    std = torch.tensor(dataset.std, dtype=x.dtype).view(1, c, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float32 in [0,1]."""
+    return x.to(torch.float32).div_(255.0)
+
+
+class BatchStream:
+    """Deterministic training batches: batch `step` depends only on (seed, step) and the data set.
+
+    Epoch e = step // steps_per_epoch visits the samples in the order of a permutation drawn from a
+    generator seeded by (seed, e); the batch's augmentation draws from a generator seeded by
+    (seed, step), sample i taking the i-th draws. So `batch(t)` can be computed in any order, on any
+    process, and resuming at step t continues exactly where an uninterrupted run would be.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        batch_size: int,
+        seed: int,
+        augment: Augment | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        start_step: int = 0,
+    ) -> None:
+        n = len(dataset)
+        if batch_size < 1:
+            raise SedonaError(f"batch size must be positive, got {batch_size}")
+        if n == 0 or (drop_last and n < batch_size):
+            raise SedonaError(f"the training set has {n} samples, fewer than one batch of {batch_size}")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
+        self.start_step = start_step
+        self.steps_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+        self._order_epoch: int | None = None
+        self._order: torch.Tensor | None = None
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The sample order of `epoch` (cached: consecutive steps reuse it)."""
+        if self._order_epoch != epoch:
+            n = len(self.dataset)
+            if self.shuffle:
+                self._order = torch.randperm(n, generator=make_generator("batch-order", self.seed, epoch))
+            else:
+                self._order = torch.arange(n)
+            self._order_epoch = epoch
+        assert self._order is not None
+        return self._order
+
+    def indices(self, step: int) -> torch.Tensor:
+        """Sample indices of batch `step`."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        start = pos * self.batch_size
+        return self.epoch_order(epoch)[start : start + self.batch_size]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x float32 normalized (N,C,H,W), y int64 (N)) of global step `step`."""
+        raw, y = self.dataset.get_batch(self.indices(step))
+        x = to_unit(raw)
+        if self.augment is not None:
+            x = self.augment(x, make_generator("augment", self.seed, step))
+        return normalize(x, self.dataset), y
+
+    def iter_from(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches step, step + 1, ... (iteration-based training decides when to stop)."""
+        while True:
+            yield self.batch(step)
+            step += 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(self.start_step)
+
+
+def eval_batches(dataset: ImageDataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every sample once in index order, normalized, not augmented; the last batch may be smaller."""
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        raw, y = dataset.get_batch(torch.arange(start, min(start + batch_size, n)))
+        yield normalize(to_unit(raw), dataset), y

@@ -1,0 +1,40 @@
+"""The networks' own classifiers, as Heads: global pool + FC (ResNets, small nets) and VGG's MLP."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sedona_runtime.heads.base import Head
+
+
+class PoolLinearHead(Head):
+    """Global average pool + FC (the ResNet head; `fc` named as in torchvision)."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_channels, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class MLPHead(Head):
+    """VGG's 3-layer MLP without dropout: pool to `pool`x`pool`, Linear-ReLU, Linear-ReLU, Linear.
+
+    Module indices of `classifier` follow torchvision's VGG with its two Dropout slots removed.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, pool: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(pool)
+        self.classifier = nn.Sequential(
+            nn.Linear(in_channels * pool * pool, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))

@@ -1,0 +1,76 @@
+"""Model configuration and the name -> builder registry of the layered model zoo."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from sedona_runtime.utils.errors import SedonaError
+
+if TYPE_CHECKING:  # pragma: no cover - import only for annotations
+    from sedona_runtime.models.layered import LayeredNet
+
+STEMS = ("cifar", "tiny_imagenet", "imagenet")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a network of the zoo; round-trips through JSON."""
+
+    arch: str = "small"  # registered name: small, small_resnet, vgg19, resnet50, resnet101, resnet152
+    num_classes: int = 10
+    stem: str = "cifar"  # "cifar" | "tiny_imagenet" | "imagenet"
+    width: float = 1.0  # channel width multiplier
+    in_channels: int = 3
+
+
+Builder = Callable[[ModelConfig], "LayeredNet"]
+_MODELS: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering `fn(cfg) -> LayeredNet` under `name`."""
+
+    def deco(fn: Builder) -> Builder:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        _MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Registered architecture names, sorted."""
+    _load_builtin()
+    return sorted(_MODELS)
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise SedonaError naming the bad field of `cfg`."""
+    _load_builtin()
+    if cfg.arch not in _MODELS:
+        raise SedonaError(f"model.arch: unknown architecture {cfg.arch!r} (known: {', '.join(sorted(_MODELS))})")
+    if cfg.stem not in STEMS:
+        raise SedonaError(f"model.stem: unknown stem {cfg.stem!r} (known: {', '.join(STEMS)})")
+    if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 1:
+        raise SedonaError(f"model.num_classes: must be a positive integer, got {cfg.num_classes!r}")
+    if not isinstance(cfg.width, (int, float)) or isinstance(cfg.width, bool) or not 0 < cfg.width <= 16:
+        raise SedonaError(f"model.width: must be a number in (0, 16], got {cfg.width!r}")
+    if not isinstance(cfg.in_channels, int) or isinstance(cfg.in_channels, bool) or cfg.in_channels < 1:
+        raise SedonaError(f"model.in_channels: must be a positive integer, got {cfg.in_channels!r}")
+
+
+def build_model(cfg: ModelConfig) -> "LayeredNet":
+    """Build the registered network `cfg.arch` (SedonaError for an unknown name or bad field)."""
+    validate_model_config(cfg)
+    return _MODELS[cfg.arch](cfg)
+
+
+def scaled(channels: int, width: float) -> int:
+    """`channels` times the width multiplier, at least 1 (truncation, as the reference code does)."""
+    return max(1, int(channels * width))
+
+
+def _load_builtin() -> None:
+    # Importing the architecture modules runs their @register_model decorators.
+    from sedona_runtime.models import resnet, small, vgg  # noqa: F401

@@ -1,0 +1,97 @@
+"""Pinning a block process to its device: a CUDA device, or a disjoint set of CPU cores."""
+from __future__ import annotations
+
+import logging
+
+import psutil
+import torch
+
+from sedona_runtime.utils.errors import SedonaError
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> list[int]:
+    """CPU cores this process may run on (respects an inherited affinity mask, e.g. taskset)."""
+    try:
+        return sorted(psutil.Process().cpu_affinity())
+    except (AttributeError, NotImplementedError, psutil.Error):  # macOS has no affinity API
+        return list(range(psutil.cpu_count() or 1))
+
+
+def core_sets(slots: int, cores: list[int] | None = None) -> list[list[int]]:
+    """`slots` core sets: disjoint contiguous chunks when there are enough cores.
+
+    With more slots than cores (4 blocks on a 2-core machine) the cores are dealt round-robin, one
+    per slot, so slots share cores: the blocks still run, but no longer mirror K separate devices.
+    """
+    cores = list(cores if cores is not None else available_cores())
+    if slots <= 0:
+        return []
+    if slots > len(cores):
+        return [[cores[i % len(cores)]] for i in range(slots)]
+    base, extra = divmod(len(cores), slots)
+    out, start = [], 0
+    for i in range(slots):
+        n = base + (1 if i < extra else 0)
+        out.append(cores[start:start + n])
+        start += n
+    return out
+
+
+def parse_devices(spec: str, count: int) -> list[str] | None:
+    """Validate a device spec for `count` blocks: 'auto', 'cpu', 'cuda' or a comma list (one per block).
+
+    Returns the explicit per-block list, or None for auto/cpu/cuda (resolved per process by slot).
+    Raises SedonaError before any process starts when a device does not exist.
+    """
+    spec = (spec or "auto").strip()
+    ncuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if spec in ("auto", "cpu"):
+        return None
+    if spec == "cuda":
+        if ncuda == 0:
+            raise SedonaError("--devices cuda: no CUDA device is available on this machine")
+        return None
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if len(items) != count:
+        raise SedonaError(f"--devices lists {len(items)} device(s) but the pipeline has {count} blocks")
+    for dev in items:
+        try:
+            d = torch.device(dev)
+        except RuntimeError:
+            raise SedonaError(f"--devices: {dev!r} is not a device name (use cpu, cuda or cuda:N)") from None
+        if d.type == "cuda":
+            index = 0 if d.index is None else d.index
+            if index >= ncuda:
+                raise SedonaError(f"--devices: {dev} does not exist (this machine has {ncuda} CUDA device(s))")
+        elif d.type != "cpu":
+            raise SedonaError(f"--devices: {dev!r} is not supported (use cpu or cuda:N)")
+    return items
+
+
+def resolve_device(spec: str, slot: int, explicit: list[str] | None = None) -> torch.device:
+    """This process's device: the explicit entry, else cuda:(slot mod #GPUs) when CUDA exists, else cpu."""
+    if explicit is not None:
+        return torch.device(explicit[slot])
+    if spec == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", slot % torch.cuda.device_count())
+
+
+def pin(device: torch.device, cores: list[int] | None, threads: int = 0) -> int:
+    """Pin this process: select the CUDA device, or restrict it to `cores` with one torch thread per core.
+
+    Returns the number of torch intra-op threads set. `threads` > 0 overrides the per-core count
+    (threads=1 makes CPU kernels bit-reproducible across processes, which the exactness test needs).
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if cores:
+        try:
+            psutil.Process().cpu_affinity(cores)
+        except (AttributeError, NotImplementedError, psutil.Error) as exc:
+            log.warning("cannot set CPU affinity %s: %s", cores, exc)
+    n = threads if threads > 0 else max(1, len(cores) if cores else torch.get_num_threads())
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,67 @@
+"""The transport-neutral channel interface that pipeline blocks talk through."""
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+
+class ChannelError(RuntimeError):
+    """The transport failed: the peer died, a wait timed out, or the run was aborted."""
+
+
+class ChannelTimeout(ChannelError):
+    """A bounded wait on a channel expired."""
+
+
+class Aborted(ChannelError):
+    """This process was told to stop (a peer failed, Ctrl-C, the coordinator went away)."""
+
+
+class EndOfStream(Exception):
+    """The sender closed the channel: no more items will arrive."""
+
+
+class PeerError(ChannelError):
+    """An upstream process failed and sent its error down the channel instead of an item."""
+
+    def __init__(self, origin: str, message: str) -> None:
+        super().__init__(f"{origin}: {message}")
+        self.origin = origin
+        self.message = message
+
+
+class SendChannel(abc.ABC):
+    """The sending end of a bounded FIFO channel.
+
+    `put` may return before the receiver has the item (a bounded window of unacknowledged puts
+    keeps the sender busy while the transfer completes), but never lets more than the receiver's
+    queue depth plus the window pile up: a full receiver blocks the sender (backpressure).
+    """
+
+    @abc.abstractmethod
+    def put(self, item: Any, timeout: float) -> None:
+        """Send `item`; raise ChannelTimeout if it is not accepted within `timeout` seconds."""
+
+    @abc.abstractmethod
+    def close(self, timeout: float) -> None:
+        """Send end-of-stream after every item already put, and wait until all are accepted."""
+
+    @abc.abstractmethod
+    def fail(self, origin: str, message: str, timeout: float) -> None:
+        """Send an error down the channel (best effort: never raises)."""
+
+    @abc.abstractmethod
+    def flush(self, timeout: float) -> None:
+        """Wait until every item put so far has been accepted by the receiver."""
+
+
+class RecvChannel(abc.ABC):
+    """The receiving (owning) end of a bounded FIFO channel."""
+
+    @abc.abstractmethod
+    def get(self, timeout: float) -> Any:
+        """The next item; EndOfStream after close, PeerError after fail, ChannelTimeout on timeout."""
+
+    @abc.abstractmethod
+    def qsize(self) -> int:
+        """Items waiting in the queue now (for the live display)."""

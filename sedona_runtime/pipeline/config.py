@@ -1,0 +1,37 @@
+"""PipelineConfig: a training run plus how it is spread over processes and connected."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sedona_runtime.training.config import TrainConfig
+from sedona_runtime.utils.errors import SedonaError
+
+
+@dataclass
+class PipelineConfig:
+    """The pipeline trains exactly `train` (same seed, data order and steps as the single-process trainer)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    blocks: int = 4                 # K: one process per block (must equal the decoupling's K)
+    queue_depth: int = 2            # items a block's input queue accepts before the sender waits
+    window: int = 2                 # puts a sender may have in flight, unacknowledged
+    devices: str = "auto"           # auto | cpu | cuda | comma list with one device per block
+    threads: int = 0                # torch threads per block (0: one per core of its core set)
+    timeout: float = 300.0          # bound on every single wait (a step, a put, a checkpoint)
+    heartbeat: float = 0.5          # liveness ping interval; a silent peer fails the run
+    heartbeat_timeout: float = 5.0  # a peer that does not answer a ping this fast is dead
+    resume: bool = False
+    port: int = 0                   # loopback port for the self-launched group (0: a free one)
+
+    def validate(self) -> None:
+        checks = [
+            (self.blocks >= 1, f"--blocks must be >= 1, got {self.blocks}"),
+            (self.queue_depth >= 1, f"--queue-depth must be >= 1, got {self.queue_depth}"),
+            (self.window >= 1, f"--window must be >= 1, got {self.window}"),
+            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+            (self.timeout > 0, f"--timeout must be > 0, got {self.timeout}"),
+            (0 <= self.port < 65536, f"--port must be in 0..65535, got {self.port}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SedonaError(message)

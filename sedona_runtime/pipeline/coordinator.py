@@ -1,0 +1,269 @@
+"""Rank 0: feeds block 1 in the single-process trainer's data order, evaluates, checkpoints, reports."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Callable
+
+import torch
+
+from sedona_runtime.pipeline import checkpoints as ckpt
+from sedona_runtime.pipeline.channel import ChannelError
+from sedona_runtime.pipeline.collector import SILENT, Collector
+from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.messages import Batch, Marker
+from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel, _short
+from sedona_runtime.pipeline.rpc_runtime import (Watchdog, abort_peers, block_name, coordinator_name, start_rpc,
+                                                 stop_rpc)
+from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.training.block import cosine_factor
+from sedona_runtime.training.display import Reporter, RunInfo
+from sedona_runtime.training.evaluate import EvalResult, evaluate
+from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+INBOX = "reports"
+
+
+class PipelineFailed(SedonaError):
+    """A block died, raised or went silent: the run was stopped (exit code 1)."""
+
+    exit_code = 1
+
+
+class PipelineReporter(Reporter):
+    """A training Reporter that also sees the per-block runtime stats."""
+
+    def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
+        """Called after every reporting interval with the latest BlockStats dict of each block."""
+
+
+class Coordinator:
+    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed)."""
+
+    def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, init_method: str,
+                 reporter: PipelineReporter | None = None,
+                 child_failure: Callable[[], tuple[int, str] | None] | None = None) -> None:
+        self.pcfg, self.parts, self.run_dir = pcfg, parts, run_dir
+        self.cfg = parts.cfg
+        self.K = pcfg.blocks
+        self.world_size, self.init_method = world_size, init_method
+        self.reporter = reporter or PipelineReporter()
+        self.child_failure = child_failure or (lambda: None)
+        self.timeout = pcfg.timeout
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = getattr(torch, self.cfg.dtype)
+        for b in parts.blocks:
+            b.to(self.device, self.dtype)
+        self.best_val: float | None = None
+        self.best_step: int | None = None
+        self.start_step = 0
+        self.peers = [block_name(i) for i in range(1, self.K + 1)]
+
+    # -- setup ------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
+        self.collector = Collector(self.inbox, self.K)
+        done, err = threading.Event(), []
+
+        def _init() -> None:
+            try:
+                start_rpc(coordinator_name(), 0, self.world_size, self.init_method, device=torch.device("cpu"),
+                          timeout=self.timeout)
+            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                err.append(exc)
+            finally:
+                done.set()
+
+        # Joining is a barrier over all processes; a block that dies before joining would leave it
+        # waiting forever, so the join runs aside while the launched processes are watched.
+        threading.Thread(target=_init, name="rpc-init", daemon=True).start()
+        deadline = time.monotonic() + self.timeout
+        while not done.wait(0.1):
+            why = self.child_failure()
+            if why or time.monotonic() > deadline or STOP.is_set():
+                raise PipelineFailed(why[1] if why else STOP.reason or f"the {self.world_size - 1} block processes did not "
+                                     f"join within {self.timeout:.0f}s ({self.init_method})")
+        if err:
+            raise PipelineFailed(f"cannot join the RPC group at {self.init_method}: {_short(err[0])}")
+        self.collector.start()
+        self.out = RpcSendChannel(block_name(1), "input", self.pcfg.window)
+        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
+                                 self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self, stream) -> dict:
+        """Train to the end (or fail with PipelineFailed naming the block); returns the summary."""
+        t_start = time.perf_counter()
+        connected = False
+        notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n]
+        self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
+                                    f"{self.K} processes", notes))
+        try:
+            self.connect()
+            connected = True
+            self.feed(stream)
+            self.drain()
+        except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
+            why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
+            if connected:
+                self._abort(exc)
+            if why is None and isinstance(exc, KeyboardInterrupt):
+                raise
+            raise PipelineFailed(why or str(exc)) from None
+        except BaseException as exc:  # a bug here: still stop every block before propagating
+            if connected:
+                self._abort(exc)
+            raise
+        wall = time.perf_counter() - t_start
+        return self.finish(wall)
+
+    def _root_cause(self, exc: BaseException) -> str:
+        if isinstance(exc, PipelineFailed):
+            return str(exc)
+        deadline = time.monotonic() + 1.0  # the telling report (a death, a traceback) may trail the symptom
+        while time.monotonic() < deadline:
+            why = self.collector.failure(self.child_failure())
+            if why:
+                return why
+            time.sleep(0.05)
+        return str(exc)
+
+    def _abort(self, exc: BaseException) -> None:
+        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "the run failed"
+        self.watchdog.stop()
+        abort_peers(self.peers, reason)
+        self.collector.stop()
+        stop_rpc(graceful=False, timeout=3.0)
+
+    def _check(self) -> None:
+        if self.child_failure() is not None or self.collector.failed():
+            raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
+        STOP.check()
+
+    def feed(self, stream) -> None:
+        cfg, total = self.cfg, self.cfg.steps
+        self.fed = self.start_step
+        for step in range(self.start_step, total):
+            self._check()
+            x, y = stream.batch(step)
+            self.out.put(Batch(step, x, y), self.timeout)
+            s = self.fed = step + 1
+            # Same points as the single-process trainer: validate, then checkpoint, both before the last step.
+            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
+                self.out.put(Marker("snapshot", s), self.timeout)
+            if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
+                self.out.put(Marker("checkpoint", s), self.timeout)
+            self.service()
+        self.out.put(Marker("checkpoint", total), self.timeout)
+        self.out.close(self.timeout)
+
+    def drain(self) -> None:
+        """Wait (bounded) for every block's final weights and the last checkpoint; release the blocks."""
+        total = self.cfg.steps
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._check()
+            self.service()
+            with self.collector.lock:
+                if len(self.collector.finals) == self.K and not self.collector.saved.get(total, set()) ^ set(
+                        range(1, self.K + 1)):
+                    break
+                self.collector.lock.wait(0.05)
+            if time.monotonic() > deadline:
+                raise PipelineFailed(f"blocks did not finish within {self.timeout:.0f}s")
+        self.service()
+        self.commit(total)
+        self.watchdog.stop()
+        from sedona_runtime.pipeline.worker import _rpc_release
+        import torch.distributed.rpc as rpc
+
+        for peer in self.peers:
+            rpc.rpc_sync(peer, _rpc_release, timeout=10.0)
+        self.collector.stop()
+        stop_rpc(graceful=True, timeout=30.0)
+
+    # -- periodic work on the coordinator thread ----------------------------------------------------
+    def service(self) -> None:
+        c = self.collector
+        for step in sorted(c.snapshots):
+            states = c.pop_complete(c.snapshots, step)
+            if states is not None:
+                self.validate(step, states)
+        for step in sorted(c.saved):
+            if step != self.cfg.steps and c.pop_complete(c.saved, step) is not None:
+                self.commit(step)
+        for step in sorted(c.metrics_by_step):
+            stats = c.pop_complete(c.metrics_by_step, step)
+            if stats is not None:
+                self.log_metrics(step, stats)
+
+    def commit(self, step: int) -> None:
+        ckpt.commit(self.run_dir.checkpoints, step, self.K, {"best_val": self.best_val, "best_step": self.best_step})
+
+    def log_metrics(self, step: int, stats: dict[int, dict]) -> None:
+        cfg = self.cfg
+        ordered = [stats[i] for i in range(1, self.K + 1)]
+        lr = cfg.lr * cosine_factor(step - 1, cfg.steps, cfg.final_lr / cfg.lr)
+        rate = min(s["samples_per_s"] for s in ordered)  # a pipeline runs at its slowest block's pace
+        self.run_dir.log({"step": step, "loss": [s["loss"] for s in ordered], "lr": lr, "samples_per_s": rate,
+                      "blocks": ordered})
+        self.reporter.blocks(self.fed, cfg.steps, dict(self.collector.metrics))
+
+    def _load(self, states: dict[int, dict]) -> None:
+        for i, block in enumerate(self.parts.blocks, start=1):
+            block.load_state_dict(states[i])
+
+    def evaluate(self, dataset) -> EvalResult:
+        from sedona_runtime.data import eval_batches
+
+        return evaluate(self.parts.blocks, eval_batches(dataset, self.cfg.eval_batch_size), self.device, self.dtype)
+
+    def validate(self, step: int, states: dict[int, dict]) -> float | None:
+        """Validation error of the weights at `step`; best.pt like the single-process trainer's."""
+        val = self.parts.bundle.val
+        if val is None or len(val) == 0:
+            return None
+        self._load(states)
+        err = self.evaluate(val).top1_error
+        self.run_dir.log({"step": step, "val_top1_error": err})
+        if self.best_val is None or err < self.best_val:
+            self.best_val, self.best_step = err, step
+            atomic_torch_save(self.run_dir.best_weights, {"step": step, "val_error": err,
+                                                      "blocks": [b.state_dict() for b in self.parts.blocks]})
+        self.reporter.validated(step, err, self.best_val)
+        return err
+
+    def finish(self, wall: float) -> dict:
+        c, total, cfg = self.collector, self.cfg.steps, self.cfg
+        bad = {i: s for i, s in c.final_steps.items() if s != total}
+        if bad:
+            raise PipelineFailed(f"blocks ended at steps {bad}, expected {total}")
+        self.validate(total, c.finals)
+        test = self.evaluate(self.parts.bundle.test)
+        stats = [c.metrics.get(i, {}) for i in range(1, self.K + 1)]
+        train_s = max((s.get("total_busy_s", 0.0) + s.get("total_wait_in_s", 0.0) for s in stats), default=0.0)
+        summary = {
+            "steps": total,
+            "K": self.K,
+            "decoupling": self.parts.decoupling.to_json()["blocks"],
+            "test": dataclasses.asdict(test),
+            "test_accuracy": 1.0 - test.top1_error,
+            "best_val_error": self.best_val,
+            "best_val_step": self.best_step,
+            "wall_time_s": wall,
+            "train_time_s": train_s,
+            "samples_per_s": (total - self.start_step) * cfg.batch_size / max(wall, 1e-9),
+            "peak_memory_bytes": [s.get("peak_memory", 0) for s in stats],
+            "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_rss",
+            "device": "pipeline",
+            "pipeline": {"blocks": stats, "queue_depth": self.pcfg.queue_depth, "window": self.pcfg.window,
+                         "world_size": self.world_size, "resumed_from": self.start_step or None},
+        }
+        self.run_dir.write_summary(summary)
+        self.reporter.finish(summary)
+        return summary

@@ -1,0 +1,152 @@
+"""Bilevel optimisation of (alpha, beta) (paper Sec. 3.3, Algorithm 1) with `higher`'s unrolled inner steps."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import higher
+import torch
+from torch import Tensor
+
+from sedona_runtime.search.memory import State
+from sedona_runtime.search.relaxation import RelaxedNet, mixing_weights
+
+Batch = tuple[Tensor, Tensor]
+
+
+def cosine_lr(step: int, total: int, lr_max: float, lr_min: float) -> float:
+    """Cosine annealing from `lr_max` at step 0 to `lr_min` at step `total` (E.1)."""
+    if total <= 1:
+        return lr_max
+    frac = min(max(step, 0), total - 1) / (total - 1)
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass
+class InnerSettings:
+    """The inner optimiser of E.1 (also used for pretraining and the ordinary weight step)."""
+
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+
+
+def inner_optimizer(net: RelaxedNet, lr: float, inner: InnerSettings) -> torch.optim.SGD:
+    """A fresh SGD over the network and head weights (momentum starts at zero)."""
+    return torch.optim.SGD(net.parameters(), lr=lr, momentum=inner.momentum, weight_decay=inner.weight_decay)
+
+
+def unrolled_val_loss(
+    net: RelaxedNet,
+    alpha: Tensor,
+    beta: Tensor,
+    batches: Sequence[Batch],
+    val_batch: Batch,
+    lr: float,
+    inner: InnerSettings,
+) -> tuple[Tensor, Tensor]:
+    """Final classifier's validation (loss, error) after len(batches) differentiable inner steps.
+
+    The weights start from `net`'s current values (copied: `net` itself is not trained) and take
+    Eq. 5-6 steps with the relaxed loss under softmax(alpha), softmax(beta); the loss is a graph
+    node of alpha and beta through every step. Batch norm runs on batch statistics throughout
+    (the network stays in train mode, as in DARTS); its running buffers are shared with `net`
+    by `higher` and so are advanced: callers that care restore them (see `outer_step`).
+    """
+    opt = inner_optimizer(net, lr, inner)
+    with higher.innerloop_ctx(net, opt, copy_initial_weights=True, track_higher_grads=True) as (fnet, diffopt):
+        a_mix, b_mix = mixing_weights(alpha, beta)
+        passes = []
+        for x, y in batches:
+            out = fnet(x, y, a_mix, b_mix)
+            diffopt.step(out.total)  # the Eq. 5-6 step, its gradient recorded as a graph of alpha, beta
+            passes.append(out.mix)
+        for mix in passes:  # from here on, activations are differentiated with true sensitivities
+            mix.freeze()
+        return fnet.val_loss(*val_batch)
+
+
+def hypergradient(
+    net: RelaxedNet,
+    alpha: Tensor,
+    beta: Tensor,
+    batches: Sequence[Batch],
+    val_batch: Batch,
+    lr: float,
+    inner: InnerSettings,
+) -> tuple[float, float, Tensor, Tensor]:
+    """(val loss, val error, d loss/d alpha, d loss/d beta) through the unrolled inner steps (Eq. 7)."""
+    loss, err = unrolled_val_loss(net, alpha, beta, batches, val_batch, lr, inner)
+    g_alpha, g_beta = torch.autograd.grad(loss, [alpha, beta], allow_unused=True)
+    # A head pool of one, or T = 0, leaves a variable out of the graph: its gradient is zero.
+    g_alpha = torch.zeros_like(alpha) if g_alpha is None else g_alpha
+    g_beta = torch.zeros_like(beta) if g_beta is None else g_beta
+    return float(loss.detach()), float(err.detach()), g_alpha, g_beta
+
+
+def weight_step(
+    net: RelaxedNet, alpha: Tensor, beta: Tensor, batch: Batch, lr: float, inner: InnerSettings,
+    opt: torch.optim.Optimizer | None = None,
+) -> float:
+    """One ordinary Eq. 5-6 step of `net` at fixed (alpha, beta); returns the relaxed training loss."""
+    opt = opt if opt is not None else inner_optimizer(net, lr, inner)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    a_mix, b_mix = mixing_weights(alpha.detach(), beta.detach())
+    opt.zero_grad(set_to_none=True)
+    out = net(batch[0], batch[1], a_mix, b_mix)
+    out.total.backward()
+    opt.step()
+    return float(out.total.detach())
+
+
+@dataclass
+class OuterResult:
+    """What one outer step (Algorithm 1's loop body) measured and produced."""
+
+    val_loss: float  # final classifier's validation loss after the T unrolled steps
+    val_error: float
+    train_loss: float  # relaxed loss of the ordinary weight step
+    state: State  # the updated weights (theta_1, phi_1), to go back into the memory
+
+
+class Bilevel:
+    """Owns (alpha, beta) and their Adam; runs Algorithm 1's loop body on a given weight set."""
+
+    def __init__(
+        self,
+        net: RelaxedNet,
+        alpha: Tensor,
+        beta: Tensor,
+        *,
+        inner: InnerSettings,
+        outer_lr: float = 0.01,
+        outer_weight_decay: float = 1e-6,
+    ) -> None:
+        if not (alpha.is_leaf and beta.is_leaf and alpha.requires_grad and beta.requires_grad):
+            raise ValueError("alpha and beta must be leaf tensors that require grad")
+        self.net, self.alpha, self.beta, self.inner = net, alpha, beta, inner
+        self.outer = torch.optim.Adam([alpha, beta], lr=outer_lr, weight_decay=outer_weight_decay)
+
+    def outer_step(self, state: State, batches: Sequence[Batch], val_batch: Batch, lr: float) -> OuterResult:
+        """Load `state`, update (alpha, beta) by the hypergradient, then take one weight step from `state`."""
+        self.net.load_state_dict(state)
+        loss, err, g_alpha, g_beta = hypergradient(
+            self.net, self.alpha, self.beta, batches, val_batch, lr, self.inner
+        )
+        self.alpha.grad, self.beta.grad = g_alpha, g_beta
+        self.outer.step()
+        self.outer.zero_grad(set_to_none=True)
+        # The unrolled steps advanced the shared batch-norm buffers: start again from `state`.
+        self.net.load_state_dict(state)
+        train_loss = weight_step(self.net, self.alpha, self.beta, batches[0], lr, self.inner)
+        return OuterResult(loss, err, train_loss, {k: v.detach().clone() for k, v in self.net.state_dict().items()})
+
+    def state_dict(self) -> dict:
+        return {"alpha": self.alpha.detach().clone(), "beta": self.beta.detach().clone(), "outer": self.outer.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        with torch.no_grad():
+            self.alpha.copy_(sd["alpha"])
+            self.beta.copy_(sd["beta"])
+        self.outer.load_state_dict(sd["outer"])

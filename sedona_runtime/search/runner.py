@@ -1,0 +1,278 @@
+"""SearchRunner: pretraining, the bilevel loop, checkpoints and resume, metrics and final outputs."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from sedona_runtime.data import BatchStream, build_data, eval_batches
+from sedona_runtime.heads.registry import head_width_for
+from sedona_runtime.models.registry import build_model
+from sedona_runtime.search.bilevel import Bilevel, InnerSettings, cosine_lr, inner_optimizer, weight_step
+from sedona_runtime.search.config import RESUME_FREE, SearchConfig
+from sedona_runtime.search.export import valid_blocks, write_results
+from sedona_runtime.search.figure import plot_alpha_beta
+from sedona_runtime.search.memory import WeightMemory
+from sedona_runtime.search.relaxation import RelaxedNet, relax_model
+from sedona_runtime.training.greedy import resolve_device
+from sedona_runtime.training.run_dir import RunDir
+from sedona_runtime.utils.config import to_dict
+from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.io import atomic_torch_save
+from sedona_runtime.utils.seed import derive_seed, make_generator, seed_everything
+
+log = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+
+
+class Reporter(Protocol):
+    """Where progress goes (the CLI renders it with rich; tests pass None)."""
+
+    def event(self, record: dict) -> None: ...
+
+
+@dataclass
+class SearchResult:
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    summary: dict
+
+
+class SearchRunner:
+    """Runs one search into `out_dir` (RunDir layout); `resume` continues from checkpoints/last.pt."""
+
+    def __init__(self, cfg: SearchConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 reporter: Reporter | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
+        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        if resume:
+            _check_resumable(self.run_dir.read_config(), to_dict(cfg))
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.data = build_data(cfg.data)
+        cfg.model.num_classes, cfg.model.stem = self.data.num_classes, self.data.stem  # the data decides
+        cfg.model.in_channels = self.data.input_shape[0]
+        model = build_model(cfg.model)
+        self.arch, self.num_layers = cfg.model.arch, model.num_layers
+        if model.num_layers < 2:
+            raise SedonaError(f"model.arch: {cfg.model.arch} has one layer: nothing to decouple")
+        if not valid_blocks(cfg.blocks, model.num_layers):
+            raise SedonaError(f"blocks: {cfg.model.arch} has {model.num_layers} layers; every requested K "
+                              f"({', '.join(map(str, cfg.blocks))}) exceeds it")
+        width = cfg.head_width or head_width_for(self.data.stem)
+        self.net: RelaxedNet = relax_model(model, cfg.head_pool, self.data.input_shape, self.data.num_classes,
+                                           width, cfg.label_smoothing).to(self.device)
+        n, m = model.num_layers - 1, len(cfg.head_pool)
+        self.alpha = torch.zeros(n, 2, device=self.device, requires_grad=True)  # Algorithm 1: start at 0
+        self.beta = torch.zeros(n, m, device=self.device, requires_grad=True)
+        self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
+        self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
+                               outer_weight_decay=cfg.outer_weight_decay)
+        # "- weight sampling": a memory of one always hands back the newest weights.
+        self.memory = WeightMemory(cfg.memory_size if cfg.weight_sampling else 1)
+        self.sampler = make_generator("search-memory", cfg.seed)
+        self.pre_opt = inner_optimizer(self.net, cfg.lr, self.inner)
+        self.train = BatchStream(self.data.train, cfg.data.batch_size, cfg.data.seed, self.data.augment)
+        val = self.data.val
+        self.val = BatchStream(val, min(cfg.data.batch_size, len(val)), derive_seed("search-val", cfg.data.seed))
+        self.pretrain_steps = cfg.pretrain_steps if cfg.pretrain else 0
+        self.total = self.pretrain_steps + cfg.search_steps
+        self.step = 0  # global steps done: pretraining first, then outer steps
+        self.timing = {"pretrain_s": 0.0, "search_s": 0.0}
+        self.peak_rss = 0
+        self.last_val: dict[str, float] = {}
+        if resume:
+            self._load()
+        else:
+            self.run_dir.write_config(to_dict(cfg))
+            if not self.pretrain_steps:  # "- pretraining": the memory starts from the initial weights
+                self.memory.push(self.net.state_dict())
+
+    # -- the two phases -------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None) -> SearchResult | None:
+        """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped."""
+        end = self.total if stop_after is None else min(self.total, stop_after)
+        self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
+                    "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
+        while self.step < end:
+            if self.step < self.pretrain_steps:
+                self._pretrain_step()
+            else:
+                self._outer_step()
+            self._track_memory()
+            every = self.cfg.checkpoint_every
+            if (every and self.step % every == 0) or self.step == self.pretrain_steps:
+                self._save()
+        if self.step < self.total:
+            self._save()
+            return None
+        return self._finish()
+
+    def _pretrain_step(self) -> None:
+        t0, i = time.perf_counter(), self.step
+        lr = cosine_lr(i, self.pretrain_steps, self.cfg.lr, self.cfg.lr_min)
+        x, y = self._to_device(self.train.batch(i))
+        loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
+        self.step += 1
+        if self.step % self.cfg.eval_every == 0 or self.step == self.pretrain_steps:
+            val_loss, val_err = self.evaluate()
+            kept = self.memory.offer(self.net.state_dict(), 1.0 - val_err)
+            self.last_val = {"val_loss": val_loss, "val_error": val_err}
+            self._log({"phase": "pretrain", "step": self.step, "lr": lr, "train_loss": loss,
+                       "val_loss": val_loss, "val_error": val_err, "kept": kept, "memory": len(self.memory)})
+        self.timing["pretrain_s"] += time.perf_counter() - t0
+        self._emit({"kind": "progress", "phase": "pretrain", "step": self.step, "total": self.total,
+                    "train_loss": loss, **self.last_val, "sec_per_step": self.timing["pretrain_s"] / self.step,
+                    "eta_s": self._eta()})
+
+    def _outer_step(self) -> None:
+        t0, s, T = time.perf_counter(), self.step - self.pretrain_steps, self.cfg.inner_steps
+        lr = cosine_lr(s, self.cfg.search_steps, self.cfg.lr, self.cfg.lr_min)
+        index = self.memory.sample(self.sampler) if self.cfg.weight_sampling else len(self.memory) - 1
+        state = {k: v.to(self.device) for k, v in self.memory.get(index).items()}
+        first = self.pretrain_steps + s * T  # the training stream continues after pretraining
+        batches = [self._to_device(self.train.batch(first + t)) for t in range(T)]
+        res = self.bilevel.outer_step(state, batches, self._to_device(self.val.batch(s)), lr)
+        self.memory.push(res.state)
+        self.step += 1
+        dt = time.perf_counter() - t0
+        self.timing["search_s"] += dt
+        self.last_val = {"val_loss": res.val_loss, "val_error": res.val_error}
+        a_local = torch.softmax(self.alpha.detach(), 1)[:, 0]
+        self._log({"phase": "search", "step": self.step, "outer_step": s + 1, "lr": lr, "train_loss": res.train_loss,
+                   "val_loss": res.val_loss, "val_error": res.val_error, "sample": index, "sec": dt,
+                   "alpha_local": [round(v, 6) for v in a_local.tolist()]})
+        self._emit({"kind": "progress", "phase": "search", "step": self.step, "total": self.total,
+                    "train_loss": res.train_loss, **self.last_val,
+                    "sec_per_step": self.timing["search_s"] / (s + 1), "eta_s": self._eta()})
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Final classifier's (loss, error) on the validation split (eval mode; `eval_batches` cap)."""
+        self.net.eval()
+        loss = wrong = count = 0.0
+        try:
+            for i, batch in enumerate(eval_batches(self.data.val, self.cfg.data.batch_size)):
+                if self.cfg.eval_batches is not None and i >= self.cfg.eval_batches:
+                    break
+                x, y = self._to_device(batch)
+                logits = self.net.logits(x)
+                loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+                wrong += float((logits.argmax(1) != y).sum())
+                count += y.numel()
+        finally:
+            self.net.train()
+        return loss / max(count, 1), wrong / max(count, 1)
+
+    # -- output -------------------------------------------------------------------------------
+    def _finish(self) -> SearchResult:
+        cfg, out = self.cfg, self.run_dir.path
+        source = (f"SEDONA search: {self.arch} on {cfg.data.dataset}, {self.pretrain_steps} pretraining + "
+                  f"{cfg.search_steps} outer steps (T = {cfg.inner_steps}), seed {cfg.seed}")
+        files = write_results(out, self.alpha, self.beta, cfg.head_pool, self.arch, self.num_layers, cfg.blocks,
+                              random_alpha=cfg.random_alpha, random_beta=cfg.random_beta, seed=cfg.seed,
+                              source=source)
+        figure = plot_alpha_beta(self.alpha, self.beta, cfg.head_pool, out / "alpha_beta.png",
+                                 title=f"{self.arch}: softmax(alpha)_0 per layer, bar label = argmax beta (1-based)")
+        s_steps = cfg.search_steps
+        summary = {
+            "arch": self.arch, "num_layers": self.num_layers, "device": str(self.device),
+            "pretrain_steps": self.pretrain_steps, "search_steps": s_steps, "inner_steps": cfg.inner_steps,
+            "sec_per_outer_step": self.timing["search_s"] / s_steps,
+            "sec_per_pretrain_step": self.timing["pretrain_s"] / self.pretrain_steps if self.pretrain_steps else None,
+            "peak_rss_mib": self.peak_rss / 2**20,
+            "cuda_max_allocated_mib": (torch.cuda.max_memory_allocated(self.device) / 2**20
+                                       if self.device.type == "cuda" else None),
+            "final_val_loss": self.last_val.get("val_loss"), "final_val_error": self.last_val.get("val_error"),
+            "decouplings": files, "figure": str(figure) if figure else None,
+            "alpha_local": torch.softmax(self.alpha.detach(), 1)[:, 0].tolist(),
+        }
+        self.run_dir.write_summary(summary)
+        self._emit({"kind": "finish", **summary})
+        return SearchResult(self.alpha.detach().clone(), self.beta.detach().clone(), summary)
+
+    def _log(self, record: dict) -> None:
+        self.run_dir.log(record)
+
+    def _emit(self, record: dict) -> None:
+        if self.reporter is not None:
+            self.reporter.event(record)
+
+    def _eta(self) -> float:
+        pre_left = max(0, self.pretrain_steps - self.step)
+        out_left = self.total - max(self.step, self.pretrain_steps)
+        done_pre = min(self.step, self.pretrain_steps)
+        done_out = self.step - done_pre
+        per_pre = self.timing["pretrain_s"] / done_pre if done_pre else 0.0
+        # Before the first outer step, guess (T + 2) pretraining steps' worth per outer step.
+        per_out = (self.timing["search_s"] / done_out if done_out else per_pre * (self.cfg.inner_steps + 2))
+        return pre_left * per_pre + out_left * per_out
+
+    def _to_device(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _track_memory(self) -> None:
+        try:
+            import psutil
+
+            self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
+        except ImportError:  # psutil is a dependency; a missing one only loses the figure
+            pass
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _save(self) -> None:
+        atomic_torch_save(self.run_dir.last_checkpoint, {
+            "version": CHECKPOINT_VERSION, "step": self.step, "net": self.net.state_dict(),
+            "pretrain_opt": self.pre_opt.state_dict(), "memory": self.memory.state_dict(),
+            "bilevel": self.bilevel.state_dict(), "sampler": self.sampler.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "timing": dict(self.timing), "peak_rss": self.peak_rss, "last_val": dict(self.last_val),
+        })
+
+    def _load(self) -> None:
+        path = self.run_dir.last_checkpoint
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+            raise SedonaError(f"cannot read checkpoint {path}: {exc}") from None
+        if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
+            raise SedonaError(f"{path}: not a search checkpoint of version {CHECKPOINT_VERSION}")
+        self.step = int(ck["step"])
+        self.net.load_state_dict(ck["net"])
+        self.pre_opt.load_state_dict(ck["pretrain_opt"])
+        self.memory.load_state_dict(ck["memory"])
+        self.bilevel.load_state_dict(ck["bilevel"])
+        self.sampler.set_state(ck["sampler"])
+        torch.set_rng_state(ck["torch_rng"])
+        if ck["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        self.timing, self.peak_rss, self.last_val = ck["timing"], ck["peak_rss"], ck["last_val"]
+        self.run_dir.truncate_metrics(self.step)  # steps after the checkpoint are recomputed
+        log.info("resumed the search at step %d of %d", self.step, self.total)
+
+
+def _check_resumable(saved: dict, now: dict) -> None:
+    """SedonaError naming the first setting that differs from the stopped search's."""
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(now)
+    # The model's num_classes/stem/in_channels were resolved from the data when the search began.
+    derived = {"model.num_classes", "model.stem", "model.in_channels"}
+    for key in sorted(set(a) | set(b)):
+        if key in RESUME_FREE or key in derived:
+            continue
+        if a.get(key) != b.get(key):
+            raise SedonaError(f"cannot resume: {key} was {a.get(key)!r}, now {b.get(key)!r} "
+                              "(resume with the same settings, or start over with --overwrite)")

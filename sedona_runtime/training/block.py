@@ -1,0 +1,220 @@
+"""Gradient-isolated blocks (layers + local head) and the runner that trains one block per step."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torch.nn as nn
+
+from sedona_runtime.training.losses import local_loss
+from sedona_runtime.utils.errors import SedonaError
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from sedona_runtime.decoupling import Decoupling
+    from sedona_runtime.heads import HeadSpec
+    from sedona_runtime.models import LayeredNet
+    from sedona_runtime.training.config import TrainConfig
+
+
+class NonFiniteLossError(SedonaError):
+    """A block's loss (or, at checkpoint time, a weight) became NaN or infinite: training diverged."""
+
+    def __init__(self, block: int, num_blocks: int, step: int, value: float | None = None, *,
+                 what: str = "loss", note: str = "") -> None:
+        shown = f"{what} ({value})" if value is not None else what
+        message = f"non-finite {shown} in block {block + 1}/{num_blocks} at step {step}"
+        super().__init__(f"{message}; {note}" if note else f"{message}; training diverged (try a lower --lr)")
+        self.block, self.num_blocks, self.step, self.value, self.what = block, num_blocks, step, value, what
+
+    def with_note(self, note: str) -> "NonFiniteLossError":
+        """The same error with `note` (e.g. which checkpoint was kept) appended to the message."""
+        return NonFiniteLossError(self.block, self.num_blocks, self.step, self.value, what=self.what,
+                                  note=f"training diverged (try a lower --lr); {note}")
+
+
+class Block(nn.Module):
+    """Layers `first..last` (1-based, inclusive) of a network plus the head that gives them a local loss.
+
+    The last block's head is the network's own classifier, so K = 1 is the whole network.
+    """
+
+    def __init__(self, layers: nn.Sequential, head: nn.Module, index: int, num_blocks: int,
+                 first: int = 1, last: int | None = None, head_name: str | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+        self.head = head
+        self.index = index              # 0-based position in the decoupling
+        self.num_blocks = num_blocks
+        self.is_last = index == num_blocks - 1
+        self.first = first
+        self.last = last if last is not None else first + len(layers) - 1
+        self.head_name = head_name or ("classifier" if self.is_last else type(head).__name__)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output features (layers only; the head is applied by the loss)."""
+        return self.layers(x)
+
+    @property
+    def name(self) -> str:
+        """Short label, e.g. 'block 2/4 (layers 5-8, aux2)'."""
+        return f"block {self.index + 1}/{self.num_blocks} (layers {self.first}-{self.last}, {self.head_name})"
+
+    def first_non_finite(self) -> str | None:
+        """Name of the first parameter or buffer holding NaN/inf, or None when all are finite."""
+        for name, t in list(self.named_parameters()) + list(self.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return name
+        return None
+
+
+def head_spec_fn(model: "LayeredNet", input_shape: tuple[int, int, int], num_classes: int,
+                 width: int) -> Callable[[int], "HeadSpec"]:
+    """`fn(last_layer) -> HeadSpec` for a head attached after 1-based layer `last_layer` of `model`."""
+    from sedona_runtime.heads import HeadSpec
+    from sedona_runtime.models import layer_output_shapes
+
+    shapes = layer_output_shapes(model, input_shape)
+
+    def spec(last: int) -> HeadSpec:
+        c, h, _ = shapes[last - 1]
+        return HeadSpec(in_channels=c, in_size=h, num_classes=num_classes, width=width,
+                        nc=model.layer_head_channels(last - 1))
+
+    return spec
+
+
+def build_blocks(model: "LayeredNet", dec: "Decoupling", spec_fn: Callable[[int], "HeadSpec"]) -> list[Block]:
+    """Split `model` into the blocks of `dec`; heads are built in block order (so seeding is reproducible).
+
+    The blocks share the model's layer and classifier modules: the model's weights are the blocks' weights.
+    """
+    from sedona_runtime.heads import build_head
+
+    blocks = []
+    k = len(dec.blocks)
+    for i, b in enumerate(dec.blocks):
+        layers = nn.Sequential(*[model.layers[l] for l in range(b.first - 1, b.last)])
+        if i == k - 1:
+            head, head_name = model.classifier, "classifier"
+        else:
+            head, head_name = build_head(b.head, spec_fn(b.last)), b.head
+        blocks.append(Block(layers, head, i, k, first=b.first, last=b.last, head_name=head_name))
+    return blocks
+
+
+def cosine_factor(step: int, total: int, ratio: float) -> float:
+    """LR multiplier at `step`: cosine from 1 down to `ratio` (= final_lr / lr) over `total` steps."""
+    t = min(step, total) / max(1, total)
+    return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_optimizer(params: Any, cfg: "TrainConfig") -> torch.optim.Optimizer:
+    """SGD with momentum (or Adam, for PredSim at scale) with the config's lr and weight decay."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class StepResult:
+    """What one block's training step hands on: its detached output, its loss and where the time went."""
+
+    out: torch.Tensor
+    loss: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class BlockRunner:
+    """Owns one block's optimizer, cosine schedule, grad scaler and device; trains it one step at a time.
+
+    Knows nothing of processes: the single-process trainer holds K of them, a pipeline stage holds one.
+    """
+
+    def __init__(self, block: Block, cfg: "TrainConfig", device: torch.device) -> None:
+        self.block = block
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, cfg.dtype)
+        self.label_smoothing = float(cfg.label_smoothing or 0.0)
+        block.to(device=self.device, dtype=self.dtype)
+        self.optimizer = build_optimizer(block.parameters(), cfg)
+        ratio = cfg.final_lr / cfg.lr
+        total = int(cfg.steps)
+        # Closed-form cosine (not the recursive CosineAnnealingLR): the rate depends on the step count only,
+        # which keeps resumed runs bit-identical.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: cosine_factor(s, total, ratio))
+        self.amp = bool(cfg.amp) and self.device.type == "cuda" and self.dtype == torch.float32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0                    # completed steps
+        self.peak_memory = 0             # bytes: CUDA peak allocated during a step, or process RSS on CPU
+
+    @property
+    def lr(self) -> float:
+        """Learning rate the next step will use."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # so the phase timings measure the kernels, not the launches
+        return time.perf_counter()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """Forward, local loss, backward inside the block, optimizer and schedule step.
+
+        Raises NonFiniteLossError (before touching the weights) when the loss is NaN or infinite.
+        """
+        block = self.block
+        block.train()
+        x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
+        y = y.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        t0 = self._sync()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            feats = block(x)
+            t1 = self._sync()
+            loss, _ = local_loss(block.head, feats, y, self.label_smoothing)
+        value = float(loss.detach())
+        t2 = self._sync()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(block.index, block.num_blocks, self.step + 1, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        t3 = self._sync()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        t4 = self._sync()
+        self.step += 1
+        self._record_memory()
+        return StepResult(out=feats.detach(), loss=value,
+                          timings={"forward": t1 - t0, "head": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3})
+
+    def _record_memory(self) -> None:
+        if self.device.type == "cuda":
+            used = torch.cuda.max_memory_allocated(self.device)
+        else:
+            import psutil
+
+            used = psutil.Process().memory_info().rss
+        self.peak_memory = max(self.peak_memory, int(used))
+
+    def state_dict(self) -> dict:
+        """Block weights, optimizer, scheduler, scaler and step count."""
+        return {"block": self.block.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` saved (SedonaError when it belongs to a different block)."""
+        try:
+            self.block.load_state_dict(state["block"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise SedonaError(f"checkpoint does not match {self.block.name}: {str(exc).splitlines()[0]}") from exc
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])

@@ -1,0 +1,254 @@
+"""The single-process greedy block-wise trainer: the reference every other execution mode is checked against."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sedona_runtime.training.block import Block, BlockRunner, NonFiniteLossError, build_blocks, head_spec_fn
+from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from sedona_runtime.training.config import TrainConfig, resolve_defaults
+from sedona_runtime.training.display import Progress, Reporter, RunInfo
+from sedona_runtime.training.evaluate import EvalResult, evaluate
+from sedona_runtime.training.resolve import resolve_device, resolve_for_model
+from sedona_runtime.training.run_dir import RunDir
+from sedona_runtime.utils.config import to_dict
+from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+# Fields that may differ between a run and its resumption without changing the computation.
+_RESUME_FREE = ("out_dir", "device", "log_interval")
+
+
+@dataclass
+class RunParts:
+    """Everything built from a resolved config: data, model, decoupling, blocks, device."""
+
+    cfg: TrainConfig
+    bundle: Any               # sedona_runtime.data.DataBundle
+    model: torch.nn.Module    # LayeredNet; its modules are shared with `blocks`
+    decoupling: Any           # sedona_runtime.decoupling.Decoupling
+    blocks: list[Block]
+    device: torch.device
+
+
+def build_parts(cfg: TrainConfig) -> RunParts:
+    """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
+
+    `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
+    """
+    from sedona_runtime.data import build_data
+    from sedona_runtime.heads import head_width_for
+    from sedona_runtime.models import build_model
+
+    device = resolve_device(cfg.device)
+    bundle = build_data(cfg.data)
+    model_cfg = dataclasses.replace(cfg.model, num_classes=int(bundle.num_classes),
+                                    in_channels=int(bundle.input_shape[0]), stem=bundle.stem)
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg)
+    dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
+    spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes, head_width_for(model_cfg.stem))
+    blocks = build_blocks(model, dec, spec_fn)
+    return RunParts(cfg, bundle, model, dec, blocks, device)
+
+
+def make_stream(parts: RunParts):
+    """The deterministic training batch stream (batch of global step t is a function of (seed, t))."""
+    from sedona_runtime.data import BatchStream
+
+    return BatchStream(parts.bundle.train, parts.cfg.batch_size, parts.cfg.seed, parts.bundle.augment)
+
+
+def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResult:
+    """Errors of the chained blocks on `dataset` (fixed order, no augmentation)."""
+    from sedona_runtime.data import eval_batches
+
+    first = runners[0]
+    return evaluate(parts.blocks, eval_batches(dataset, parts.cfg.eval_batch_size), first.device, first.dtype,
+                    amp=first.amp)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
+    a, b = _flatten(saved), _flatten(current)
+    differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
+    if differ:
+        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in differ[:4])
+        raise SedonaError(f"cannot resume {run.path}: the config differs from its config.json: {shown}")
+
+
+class GreedyTrainer:
+    """Trains K gradient-isolated blocks in one process: `for r in runners: x = r.train_step(x, y).out`."""
+
+    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
+        self.cfg = resolve_defaults(cfg)
+        self.reporter = reporter or Reporter()
+        self.run_dir = RunDir(self.cfg.out_dir)
+        self.parts: RunParts | None = None
+        self.runners: list[BlockRunner] = []
+        self.step = 0
+        self.best_val: float | None = None
+        self.best_step: int | None = None
+        self.wall_s = 0.0           # training + validation wall time, accumulated over resumptions
+        self.train_s = 0.0          # time inside train steps only (for samples/s)
+        self.checkpoint_step: int | None = None
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def setup(self, *, resume: bool, overwrite: bool = False) -> None:
+        """Check the output directory, build everything, write (or check) config.json, load the checkpoint."""
+        # Before any data is read, so that an unwritable --out fails fast.
+        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        self.parts = parts = build_parts(self.cfg)
+        self.cfg = parts.cfg
+        self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
+        resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
+                    "data_note": getattr(parts.bundle, "note", "")}
+        if resume:
+            _check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
+            self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
+            self.run_dir.truncate_metrics(self.step)
+        else:
+            self.run_dir.write_config(resolved)
+
+    def _load(self, ck: dict) -> None:
+        for runner, state in zip(self.runners, ck["blocks"]):
+            runner.load_state_dict(state)
+        set_rng_state(ck["rng"])
+        self.step = self.checkpoint_step = int(ck["step"])
+        self.best_val, self.best_step = ck.get("best_val"), ck.get("best_step")
+        self.wall_s, self.train_s = float(ck.get("wall_s", 0.0)), float(ck.get("train_s", 0.0))
+
+    # -- checkpoints and validation -----------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Write checkpoints/last.pt atomically; refuses (and keeps the previous one) if a weight is NaN/inf."""
+        for runner in self.runners:
+            bad = runner.block.first_non_finite()
+            if bad is not None:
+                raise NonFiniteLossError(runner.block.index, len(self.runners), self.step, what=f"weight {bad!r}")
+        save_checkpoint(self.run_dir.last_checkpoint, step=self.step, blocks=[r.state_dict() for r in self.runners],
+                        extra={"best_val": self.best_val, "best_step": self.best_step,
+                               "wall_s": self.wall_s, "train_s": self.train_s})
+        self.checkpoint_step = self.step
+
+    def validate(self) -> float | None:
+        """Validation top-1 error; saves the weights to checkpoints/best.pt when it is the best so far."""
+        val = self.parts.bundle.val
+        if val is None or len(val) == 0:
+            return None
+        err = eval_split(self.parts, val, self.runners).top1_error
+        if self.best_val is None or err < self.best_val:
+            self.best_val, self.best_step = err, self.step
+            atomic_torch_save(self.run_dir.best_weights, {"step": self.step, "val_error": err,
+                                                          "blocks": [b.state_dict() for b in self.parts.blocks]})
+        self.reporter.validated(self.step, err, self.best_val)
+        return err
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def train_steps(self, stream, until: int) -> None:
+        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals."""
+        cfg, k = self.cfg, len(self.runners)
+        window = (time.perf_counter(), self.step)
+        losses = [math.nan] * k
+        timings = [dict.fromkeys(("forward", "head", "backward", "optimizer"), 0.0) for _ in range(k)]
+        while self.step < until:
+            t0 = time.perf_counter()
+            x, y = stream.batch(self.step)
+            lr = self.runners[0].lr
+            for i, runner in enumerate(self.runners):
+                res = runner.train_step(x, y)
+                x, losses[i] = res.out, res.loss
+                for name, sec in res.timings.items():
+                    timings[i][name] = timings[i].get(name, 0.0) + sec
+            self.step += 1
+            dt = time.perf_counter() - t0
+            self.train_s += dt
+            self.wall_s += dt
+            if self.step % cfg.log_interval == 0 or self.step == until:
+                now = time.perf_counter()
+                rate = (self.step - window[1]) * cfg.batch_size / max(now - window[0], 1e-9)
+                window = (now, self.step)
+                self.run_dir.log({"step": self.step, "loss": list(losses), "lr": lr, "samples_per_s": rate,
+                                  "time": {n: [t[n] for t in timings] for n in timings[0]}})
+                timings = [dict.fromkeys(timings[0], 0.0) for _ in range(k)]
+                eta = (cfg.steps - self.step) * cfg.batch_size / max(rate, 1e-9)
+                self.reporter.step(Progress(self.step, cfg.steps, list(losses), lr, rate, self.wall_s, eta))
+            if self.step < cfg.steps:
+                t1 = time.perf_counter()
+                if cfg.eval_interval and self.step % cfg.eval_interval == 0:
+                    self.validate()
+                if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
+                    self.save_checkpoint()
+                self.wall_s += time.perf_counter() - t1
+
+    def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
+        """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary."""
+        try:
+            self.setup(resume=resume, overwrite=overwrite)
+            parts = self.parts
+            self.reporter.start(RunInfo([b.name for b in parts.blocks], self.cfg.steps, self.step, str(parts.device),
+                                        [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
+            until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
+            try:
+                self.train_steps(make_stream(parts), until)
+            except NonFiniteLossError as exc:
+                where = (f"last good checkpoint {self.run_dir.last_checkpoint} (step {self.checkpoint_step}) kept"
+                         if self.checkpoint_step is not None else "no checkpoint had been written")
+                raise exc.with_note(where) from None
+            if self.step < self.cfg.steps:  # stopped early on request: leave a resumable checkpoint
+                self.save_checkpoint()
+                return {"stopped_at": self.step}
+            t1 = time.perf_counter()
+            self.validate()
+            self.wall_s += time.perf_counter() - t1
+            self.save_checkpoint()
+            summary = self.summarize()
+            self.run_dir.write_summary(summary)
+            self.reporter.finish(summary)
+            return summary
+        finally:
+            self.reporter.close()
+
+    def summarize(self) -> dict:
+        """Test errors of the final weights (classifier and aux ensemble), best val, time, memory."""
+        test = eval_split(self.parts, self.parts.bundle.test, self.runners)
+        cfg = self.cfg
+        done = cfg.steps
+        return {
+            "steps": done,
+            "K": len(self.runners),
+            "decoupling": self.parts.decoupling.to_json()["blocks"],
+            "test": dataclasses.asdict(test),
+            "test_accuracy": 1.0 - test.top1_error,
+            "best_val_error": self.best_val,
+            "best_val_step": self.best_step,
+            "wall_time_s": self.wall_s,
+            "train_time_s": self.train_s,
+            "samples_per_s": done * cfg.batch_size / max(self.train_s, 1e-9),
+            "peak_memory_bytes": [r.peak_memory for r in self.runners],
+            "peak_memory_kind": "cuda_max_allocated" if self.parts.device.type == "cuda" else "process_rss",
+            "device": str(self.parts.device),
+        }
+
+
+def train(cfg: TrainConfig, *, reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,
+          stop_at: int | None = None) -> dict:
+    """Train `cfg` in one process and return the summary (also written to <out_dir>/summary.json)."""
+    return GreedyTrainer(cfg, reporter).run(resume=resume, overwrite=overwrite, stop_at=stop_at)

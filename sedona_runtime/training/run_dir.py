@@ -1,0 +1,93 @@
+"""The run directory: resolved config, metrics (JSON lines), summary, checkpoints and best weights."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.io import append_jsonl, atomic_write_json, atomic_write_text
+
+
+class RunDir:
+    """Layout: config.json, metrics.jsonl, summary.json, checkpoints/last.pt, checkpoints/best.pt."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.last_checkpoint = self.checkpoints / "last.pt"
+        self.best_weights = self.checkpoints / "best.pt"
+
+    def prepare(self, *, resume: bool, overwrite: bool = False) -> None:
+        """Create the directory and prove it is writable, before any data is loaded or step is taken.
+
+        A fresh run refuses a directory that already holds a run (its checkpoint would be overwritten)
+        unless `overwrite`, which removes that run's files; a resumed run needs one.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise SedonaError(f"output directory {self.path} exists and is not a directory")
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.checkpoints)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise SedonaError(f"output directory {self.path} is not writable: {exc.strerror or exc}") from exc
+        if resume and not self.last_checkpoint.is_file():
+            raise SedonaError(f"cannot resume: no checkpoint at {self.last_checkpoint}")
+        old = [self.last_checkpoint, self.best_weights, self.summary, self.metrics, self.config]
+        if not resume and overwrite:
+            for path in old:
+                path.unlink(missing_ok=True)
+        if not resume and (self.last_checkpoint.is_file() or self.summary.is_file()):
+            raise SedonaError(f"output directory {self.path} already holds a run; "
+                              "pass --resume to continue it, --overwrite to replace it, or choose another --out")
+
+    def write_config(self, resolved: dict) -> None:
+        """The resolved config, written before training starts."""
+        atomic_write_json(self.config, resolved)
+
+    def read_config(self) -> dict:
+        """The config a previous run wrote (SedonaError when absent or malformed)."""
+        try:
+            return json.loads(self.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise SedonaError(f"cannot read {self.config}: {exc}") from exc
+
+    def log(self, record: dict) -> None:
+        """Append one metrics record."""
+        append_jsonl(self.metrics, record)
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop metrics past `after_step` (a resumed run recomputes them), and any torn last line."""
+        if not self.metrics.is_file():
+            return
+        keep = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if int(record.get("step", 0)) <= after_step:
+                keep.append(line)
+        atomic_write_text(self.metrics, "".join(f"{line}\n" for line in keep))
+
+    def read_metrics(self) -> list[dict]:
+        """All metrics records (torn lines skipped)."""
+        if not self.metrics.is_file():
+            return []
+        out = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def write_summary(self, summary: dict) -> None:
+        """The final summary."""
+        atomic_write_json(self.summary, summary)

@@ -1,0 +1,38 @@
+"""Deterministic seeding: stable seeds derived from (seed, purpose, index...) and process-wide seeding."""
+from __future__ import annotations
+
+import hashlib
+import random
+
+import torch
+
+_MASK63 = (1 << 63) - 1
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit seed that depends only on `parts` (stable across processes, platforms and Python runs).
+
+    Python's `hash()` is salted per process for strings, so it cannot be used: the pipeline's
+    coordinator and the single-process trainer must derive identical seeds.
+    """
+    text = "\x1f".join(f"{type(p).__name__}:{p}" for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") & _MASK63
+
+
+def make_generator(*parts: int | str) -> torch.Generator:
+    """A CPU torch.Generator seeded with `derive_seed(*parts)`."""
+    gen = torch.Generator()
+    gen.manual_seed(derive_seed(*parts))
+    return gen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that model initialisation is reproducible."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (1 << 32))
+    except ImportError:  # numpy is a dependency, but seeding must not be what breaks without it
+        pass
+    torch.manual_seed(seed)  # also seeds every CUDA device

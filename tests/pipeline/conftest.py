@@ -1,0 +1,34 @@
+"""Fixtures of the pipeline tests: the single-process reference run every pipelined run must equal."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from pipeline_helpers import RUN_ARGS
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """The single-process trainer on the pipeline tests' run: (its config.json 'train', final block weights).
+
+    The config comes from the pipeline CLI's own option parsing, so both modes train the same config;
+    one torch thread makes the CPU kernels bit-reproducible.
+    """
+    from sedona_runtime.cli.greedy import _parser, build_config
+    from sedona_runtime.training.greedy import train
+
+    out = tmp_path_factory.mktemp("reference") / "single"
+    pcfg = build_config(_parser().parse_args([*RUN_ARGS, "--out", str(out)]))
+    cfg = dataclasses.replace(pcfg.train, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    ck = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    saved = json.loads((out / "config.json").read_text())["train"]
+    return saved, [b["block"] for b in ck["blocks"]]

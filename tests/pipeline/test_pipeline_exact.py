@@ -1,0 +1,37 @@
+"""The pipelined run computes exactly what the single-process trainer computes (K = 3, CPU, same seed)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, kill_session, pipeline_weights, start, tree
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
+
+
+def _same_config(run_dir, reference_train: dict) -> None:
+    got = json.loads((run_dir / "config.json").read_text())["train"]
+    free = ("out_dir", "device")
+    assert {k: v for k, v in got.items() if k not in free} == {k: v for k, v in reference_train.items() if k not in free}
+
+
+def test_pipeline_equals_single_process(tmp_path, reference):
+    want_cfg, want = reference
+    run_dir = tmp_path / "pipe"
+    proc = start([*RUN_ARGS, "--out", str(run_dir)])
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        assert not tree(proc)
+    finally:
+        kill_session(proc)
+    assert "test accuracy" in out
+    _same_config(run_dir, want_cfg)
+    assert_same_weights(pipeline_weights(run_dir, STEPS), want)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == STEPS and summary["K"] == 3
+    assert len(summary["pipeline"]["blocks"]) == 3 and all(b["step"] == STEPS for b in summary["pipeline"]["blocks"])
+    # Per-block metrics reached the run directory at every log interval.
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(len(r.get("blocks", [])) == 3 for r in records)

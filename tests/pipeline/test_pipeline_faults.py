@@ -1,0 +1,83 @@
+"""Faults end the whole pipelined run quickly and cleanly; --resume continues from the last commit."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from pipeline_helpers import (CKPT, RUN_ARGS, STEPS, assert_same_weights, committed_step, kill_session,
+                              pipeline_weights, start, tree, wait_gone)
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(170)]
+
+
+def _wait_commit(proc, run_dir, timeout: float = 90.0) -> int:
+    """Block until the run has committed its first checkpoint (and is still training)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step = committed_step(run_dir)
+        if step is not None:
+            return step
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint was committed in time")
+
+
+def _blocks(proc) -> list[psutil.Process]:
+    """The block processes the coordinator launched (its direct children)."""
+    return psutil.Process(proc.pid).children()
+
+
+def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
+    _, want = reference
+    run_dir = tmp_path / "run"
+    # A slower queue (depth 1, window 1) keeps the run going long enough to be killed mid-way.
+    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    try:
+        step = _wait_commit(proc, run_dir)
+        blocks = _blocks(proc)
+        assert len(blocks) == 3
+        victim = blocks[1]
+        victim.kill()  # SIGKILL: no chance to say goodbye
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 1, err[-3000:]
+        assert elapsed < 15, f"the run took {elapsed:.1f}s to stop"
+        assert f"error: block2 (pid {victim.pid}) was killed by SIGKILL" in err, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        assert not wait_gone(proc.pid, 10), "processes left behind"
+    finally:
+        kill_session(proc)
+    last = committed_step(run_dir)
+    assert last is not None and last >= step and last % CKPT == 0 and last < STEPS
+    pipeline_weights(run_dir, last)  # every block file of the committed step loads
+
+    proc = start([*RUN_ARGS, "--out", str(run_dir), "--resume"])
+    try:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        kill_session(proc)
+    assert f"resuming at {last}" in out
+    # Resume equals uninterrupted: the final weights still equal the single-process trainer's.
+    assert_same_weights(pipeline_weights(run_dir, STEPS), want)
+
+
+def test_ctrl_c_stops_every_process(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    try:
+        _wait_commit(proc, run_dir)
+        assert len(_blocks(proc)) == 3
+        os.kill(proc.pid, signal.SIGINT)  # to the coordinator only, as an external `kill -INT`
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err[-3000:]
+        assert "interrupted" in err and "Traceback" not in err, err[-3000:]
+        assert not wait_gone(proc.pid, 10), "processes left behind"
+    finally:
+        kill_session(proc)
+    assert committed_step(run_dir) is not None

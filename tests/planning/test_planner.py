@@ -1,0 +1,109 @@
+"""Planning from decouplings: alpha scores, heads, the shipped cuts, and planned files that predict what they say."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sedona_runtime.decoupling import list_shipped, load_decoupling, read_decoupling, save_decoupling, uniform_decoupling
+from sedona_runtime.planning.cost_model import CostModel
+from sedona_runtime.planning.planner import (alpha_score, boundary_heads, boundary_scores, make_plan,
+                                             planned_decoupling)
+from sedona_runtime.planning.predict import predicted_speedup
+from sedona_runtime.utils.errors import SedonaError
+
+POOL = ("aux1", "aux2", "aux3", "aux4", "mlp_sr")
+
+
+def _cost_model(arch: str, L: int) -> CostModel:
+    # Later layers cheaper, heads cheaper late too: an imbalanced-by-default network like a ResNet.
+    layer = [1.0 + (L - l) / L for l in range(L)]
+    heads = {h: [0.1 * (i + 1) * (L - b) / L for b in range(L - 1)] for i, h in enumerate(POOL)}
+    return CostModel(arch=arch, num_layers=L, unit="macs", layer_cost=layer, head_cost=heads, classifier_cost=0.3)
+
+
+def test_boundary_scores_are_softmax_local() -> None:
+    alpha = [[0.3, -1.2], [5.0, 5.0], [1000.0, -1000.0], [-1000.0, 1000.0], [-7.7, 7.7]]
+    ref = np.exp(np.array(alpha)[:, 0] - np.logaddexp(np.array(alpha)[:, 0], np.array(alpha)[:, 1]))
+    # Two algebraically equal forms of the same softmax: a few ulps apart at most.
+    assert boundary_scores(alpha) == pytest.approx(ref.tolist(), rel=1e-12, abs=1e-300)
+    assert boundary_scores(alpha)[1] == 0.5 and boundary_scores(alpha)[2] == 1.0 and boundary_scores(alpha)[3] == 0.0
+
+
+@pytest.mark.parametrize("name", list_shipped())
+def test_shipped_cut_is_the_top_of_the_front(name: str) -> None:
+    """SEDONA's discretisation takes the top-(K-1) boundaries: exactly the DP's unconstrained optimum."""
+    dec = load_decoupling(name)
+    plan = make_plan(dec, _cost_model(dec.arch, dec.num_layers))
+    assert plan.front[0].score == plan.input_score == alpha_score(plan.scores, dec.boundaries)
+    assert boundary_heads(dec) == [dec.head_pool[int(np.argmax(r))] for r in dec.beta]
+    # No shipped file has another cut of equal score, so the top point is the shipped cut itself,
+    # and (the shipped heads being argmax beta) it predicts exactly what the file does.
+    assert plan.front[0].boundaries == tuple(dec.boundaries)
+    assert plan.front[0].speedup == plan.input_prediction.speedup
+
+
+def test_planned_decoupling_round_trips_and_predicts_its_record(tmp_path) -> None:
+    dec = load_decoupling("resnet101_k4")
+    cm = _cost_model(dec.arch, dec.num_layers)
+    target = (plan0 := make_plan(dec, cm)).front[0].speedup * 1.5
+    plan = make_plan(dec, cm, 4, target)
+    assert plan0.front == plan.front
+    chosen = plan.chosen
+    assert chosen is not None and chosen.speedup >= target
+    assert all(c.score <= chosen.score for c in plan.front if c.speedup >= target)
+    out = planned_decoupling(dec, plan, chosen)
+    save_decoupling(out, tmp_path / "planned.json")
+    back = read_decoupling(tmp_path / "planned.json")
+    assert back == out and back.boundaries == list(chosen.boundaries) and back.alpha == dec.alpha
+    assert predicted_speedup(cm, back) == chosen.speedup  # same costs, same float
+    assert f"predicted speedup {chosen.speedup:.3f}x" in back.source
+
+
+def test_infeasible_target_leaves_the_fastest_cut() -> None:
+    dec = load_decoupling("resnet152_k4")
+    plan = make_plan(dec, _cost_model(dec.arch, dec.num_layers), 4, 100.0)
+    assert plan.chosen is None and plan.fastest == plan.front[-1] and plan.fastest.speedup < 4.0
+
+
+def test_without_alpha_the_front_is_the_most_balanced_cut() -> None:
+    dec = uniform_decoupling("resnet50", 16, 4, "mlp_sr")
+    cm = _cost_model("resnet50", 16)
+    plan = make_plan(dec, cm, 4, head="mlp_sr")
+    assert not plan.has_alpha and plan.input_score is None
+    assert plan.front == [plan.fastest] and plan.fastest.score == 0.0
+    assert plan.fastest.speedup >= plan.uniform.speedup == predicted_speedup(cm, dec)
+
+
+def test_bad_plans_are_clear_errors() -> None:
+    dec = load_decoupling("resnet101_k4")
+    with pytest.raises(SedonaError, match="cost model has 16 layers"):
+        make_plan(dec, _cost_model("resnet101", 16))
+    with pytest.raises(SedonaError, match="cost model is for 'vgg19'"):
+        make_plan(dec, _cost_model("vgg19", 33))
+    with pytest.raises(SedonaError, match="minimum speedup"):
+        make_plan(dec, _cost_model("resnet101", 33), 4, -1.0)
+    with pytest.raises(SedonaError, match="no beta/head_pool"):
+        boundary_heads(uniform_decoupling("resnet50", 16, 4, "mlp_sr"))
+    assert math.isfinite(make_plan(dec, _cost_model("resnet101", 33), 33).front[0].speedup)
+
+
+def test_resnet152_front_with_the_released_alpha_equals_brute_force() -> None:
+    """50 layers, the released alpha (many near-ties at 0.5) and argmax-beta heads: all 18,424 K=4 cuts."""
+    import itertools
+
+    from sedona_runtime.planning.dp import CutProblem
+    from sedona_runtime.planning.pareto import pareto_front
+
+    dec = load_decoupling("resnet152_k4")
+    cm = _cost_model(dec.arch, dec.num_layers)
+    problem = CutProblem.from_cost_model(cm, boundary_scores(dec.alpha), boundary_heads(dec), 4)
+    pairs = {(c.score, c.max_cost) for c in (problem.evaluate(b) for b in itertools.combinations(range(1, 50), 3))}
+    # Non-dominated pairs: sorted by score descending, keep those strictly faster than all before.
+    brute, fastest = [], math.inf
+    for score, cost in sorted(pairs, key=lambda p: (-p[0], p[1])):
+        if cost < fastest:
+            brute.append((score, cost))
+            fastest = cost
+    assert [(c.score, c.max_cost) for c in pareto_front(problem)] == brute

@@ -1,0 +1,50 @@
+"""TrainConfig: JSON round trip, per-data-set and per-method defaults, clear errors for bad values."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sedona_runtime.training.config import TrainConfig, method_of, resolve_defaults
+from sedona_runtime.utils.config import from_dict, to_dict
+from sedona_runtime.utils.errors import SedonaError
+
+
+def test_round_trips_through_json():
+    cfg = resolve_defaults(TrainConfig(decoupling="dgl:4", steps=123, lr=0.2))
+    back = from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg))))
+    assert back == cfg
+    assert back.model.arch == "small" and back.data.dataset == "digits"
+
+
+def test_cifar_defaults_follow_appendix_e2():
+    cfg = resolve_defaults(TrainConfig(data=from_dict(TrainConfig, {"data": {"dataset": "cifar10",
+                                                                              "data_dir": "x"}}).data))
+    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.final_lr, cfg.momentum) == (64_000, 128, 0.1, 0.001, 0.9)
+    assert cfg.data.batch_size == 128 and cfg.label_smoothing == 0.1 and cfg.optimizer == "sgd"
+    assert cfg.weight_decay == 1e-4
+    r152 = resolve_defaults(from_dict(TrainConfig, {"model": {"arch": "resnet152"},
+                                                    "data": {"dataset": "cifar10", "data_dir": "x"}}))
+    assert r152.weight_decay == 2e-4
+
+
+def test_method_specific_defaults():
+    assert method_of("backprop") == "backprop" and method_of("dgl:4") == "dgl"
+    assert method_of("resnet152_k4") == "sedona" and method_of("sedona:2") == "sedona"
+    ps = resolve_defaults(from_dict(TrainConfig, {"decoupling": "predsim:4",
+                                                  "data": {"dataset": "imagefolder", "data_dir": "x"}}))
+    assert (ps.optimizer, ps.lr, ps.final_lr, ps.label_smoothing) == ("adam", 5e-4, 1e-6, 0.0)
+
+
+def test_explicit_values_win_over_defaults():
+    cfg = resolve_defaults(TrainConfig(steps=7, batch_size=5, lr=0.3, weight_decay=0.0, label_smoothing=0.0))
+    assert (cfg.steps, cfg.batch_size, cfg.data.batch_size, cfg.lr, cfg.weight_decay) == (7, 5, 5, 0.3, 0.0)
+    assert cfg.eval_interval >= 1 and cfg.checkpoint_interval >= 1
+
+
+@pytest.mark.parametrize("field,value,words", [("steps", 0, "steps"), ("lr", -1.0, "lr"),
+                                               ("optimizer", "rmsprop", "optimizer"), ("batch_size", 0, "batch size"),
+                                               ("dtype", "float16", "dtype")])
+def test_bad_values_are_named(field, value, words):
+    with pytest.raises(SedonaError, match=words):
+        resolve_defaults(TrainConfig(**{field: value}))

@@ -1,0 +1,135 @@
+"""The single-process trainer: determinism, exact resume, best-val keeping, run files, divergence handling."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+
+from _training_helpers import synthetic_cfg
+from sedona_runtime.data import BatchStream
+from sedona_runtime.training.block import NonFiniteLossError
+from sedona_runtime.training.config import TrainConfig
+from sedona_runtime.training.display import Reporter
+from sedona_runtime.training.greedy import GreedyTrainer, train
+from sedona_runtime.utils.config import from_dict
+from sedona_runtime.utils.errors import SedonaError
+
+
+class _InterruptAt(Reporter):
+    """Simulates Ctrl-C after global step `at` (between steps, after its metrics line)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def step(self, progress) -> None:
+        if progress.step == self.at:
+            raise KeyboardInterrupt
+
+
+def _weights(out_dir) -> list[dict]:
+    return [b["block"] for b in torch.load(out_dir / "checkpoints" / "last.pt", weights_only=False)["blocks"]]
+
+
+def _assert_same_weights(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for sa, sb in zip(a, b):
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), name
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path):
+    full = train(synthetic_cfg(tmp_path / "full"))
+    with pytest.raises(KeyboardInterrupt):  # after step 3: the last checkpoint is step 2's
+        train(synthetic_cfg(tmp_path / "cut"), reporter=_InterruptAt(3))
+    assert torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["step"] == 2
+    resumed = train(synthetic_cfg(tmp_path / "cut"), resume=True)
+
+    _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "cut"))  # exact, float64 and float32
+    assert resumed["test"] == full["test"]
+    assert resumed["best_val_error"] == full["best_val_error"]
+    # The resumed metrics log has each step once (step 3 from the interrupted run was dropped and recomputed).
+    lines = [json.loads(s) for s in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(s) for s in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, 7))
+    assert [r["loss"] for r in lines] == [r["loss"] for r in ref]
+
+
+def test_run_directory_contents(tmp_path):
+    out = tmp_path / "run"
+    summary = train(synthetic_cfg(out, decoupling="dgl:3"))
+    saved = json.loads((out / "config.json").read_text())
+    cfg = from_dict(TrainConfig, saved["train"])
+    assert cfg.model.num_classes == 4 and cfg.model.in_channels == 3  # resolved from the data
+    assert [b["last"] for b in saved["decoupling"]["blocks"]] == [2, 4, 6]
+    metrics = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 6 and all(len(m["loss"]) == 3 and m["samples_per_s"] > 0 for m in metrics)
+    assert metrics[0]["lr"] > metrics[-1]["lr"]  # cosine decay
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert 0 <= summary["test"]["top1_error"] <= 1 and summary["test"]["ensemble_top1_error"] is not None
+    assert len(summary["peak_memory_bytes"]) == 3 and min(summary["peak_memory_bytes"]) > 0
+    best = torch.load(out / "checkpoints/best.pt", weights_only=False)
+    assert best["val_error"] == summary["best_val_error"] and best["step"] == summary["best_val_step"]
+
+
+def test_same_seed_same_run_and_other_seed_differs(tmp_path):
+    a = train(synthetic_cfg(tmp_path / "a", steps=2, decoupling="backprop"))
+    b = train(synthetic_cfg(tmp_path / "b", steps=2, decoupling="backprop"))
+    c = train(synthetic_cfg(tmp_path / "c", steps=2, decoupling="backprop", seed=1))
+    _assert_same_weights(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert a["test"] == b["test"] and a["test"]["ensemble_top1_error"] is None  # K = 1: no ensemble
+    wa, wc = _weights(tmp_path / "a")[0], _weights(tmp_path / "c")[0]
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    assert c is not None
+
+
+def test_non_finite_loss_names_block_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    original = BatchStream.batch
+
+    def poisoned(self, step):  # from global step index 4 (the 5th step) on, the inputs are NaN
+        x, y = original(self, step)
+        return (x * float("nan"), y) if step >= 4 else (x, y)
+
+    monkeypatch.setattr(BatchStream, "batch", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError) as info:
+        train(synthetic_cfg(out))
+    msg = str(info.value)
+    assert "block 1/2 at step 5" in msg and "last good checkpoint" in msg and "(step 4) kept" in msg
+    ck = torch.load(out / "checkpoints/last.pt", weights_only=False)
+    assert ck["step"] == 4
+    assert all(torch.isfinite(t).all() for b in ck["blocks"] for t in b["block"].values() if t.is_floating_point())
+    assert not (out / "summary.json").exists()
+
+
+def test_checkpoint_refused_when_weights_are_not_finite(tmp_path):
+    out = tmp_path / "run"
+    trainer = GreedyTrainer(synthetic_cfg(out))
+    assert trainer.run(stop_at=2) == {"stopped_at": 2}
+    before = hashlib.sha256((out / "checkpoints/last.pt").read_bytes()).hexdigest()
+    with torch.no_grad():  # a weight overflowed although the loss was still finite
+        next(trainer.runners[1].block.parameters())[0].fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite weight '.*' in block 2/2 at step 2"):
+        trainer.save_checkpoint()
+    assert hashlib.sha256((out / "checkpoints/last.pt").read_bytes()).hexdigest() == before
+
+
+def test_output_directory_problems_fail_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SedonaError, match="not writable|not a directory"):
+        train(synthetic_cfg(blocker / "run"))
+    with pytest.raises(SedonaError, match="not a directory"):
+        train(synthetic_cfg(blocker))
+    out = tmp_path / "run"
+    train(synthetic_cfg(out, steps=1))
+    digest = hashlib.sha256((out / "checkpoints/last.pt").read_bytes()).hexdigest()
+    with pytest.raises(SedonaError, match="already holds a run"):
+        train(synthetic_cfg(out, steps=1))
+    assert hashlib.sha256((out / "checkpoints/last.pt").read_bytes()).hexdigest() == digest
+    with pytest.raises(SedonaError, match="cannot resume"):
+        train(synthetic_cfg(tmp_path / "fresh"), resume=True)
+    with pytest.raises(SedonaError, match="config differs.*lr"):
+        train(synthetic_cfg(out, steps=1, lr=0.5), resume=True)
