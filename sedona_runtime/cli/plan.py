@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="override the dataset's image size")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--batch-size", type=int, default=1, help="batch size of the cost model (default 1)")
-    p.add_argument("--bandwidth", type=float, help="link bytes/s: add boundary transfers (FLOP mode needs --device-rate)")
+    p.add_argument("--bandwidth", type=float,
+                   help="link bytes/s: add boundary transfers (FLOP mode needs --device-rate)")
     p.add_argument("--device-rate", type=float, help="device multiply-adds/s: FLOP costs become seconds")
     p.add_argument("--out", help="write the chosen decoupling here (and its plan record to <out>.plan.json)")
     p.add_argument("--png", help="save the front as a PNG")
@@ -114,8 +115,9 @@ def _print_plan(console: Console, dec, plan, rows: int) -> None:
     pred = plan.input_prediction
     console.print(f"cost model ({cm.unit}): {cm.source}" + (f" on {cm.device}" if cm.device else ""), highlight=False)
     table = Table(title=f"Pareto front: {dec.arch}, K={plan.K}")
-    for col in ("#", "alpha score", "pred. speedup", "slowest block", "boundaries", "heads", ""):
-        table.add_column(col, justify="right" if col in ("#", "alpha score", "pred. speedup", "slowest block") else "left")
+    numeric = ("#", "alpha score", "pred. speedup", "slowest block")
+    for col in (*numeric, "boundaries", "heads", ""):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for i, cut in enumerate(plan.front[:rows], start=1):
         mark = "chosen" if cut == plan.chosen else ""
         slow = cut.block_costs.index(cut.max_cost) + 1

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from sedona_runtime.data.config import DATASETS
 from sedona_runtime.training.config import TrainConfig
@@ -104,7 +105,7 @@ def _report(console: Console, summary: dict, out: str) -> None:
     best = summary.get("best_val_error")
     best_txt = f"best val error {best:.2%} (step {summary['best_val_step']}), " if best is not None else ""
     console.print(f"{best_txt}wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
-                  f"run directory {out}")
+                  f"run directory {escape(out)}")
 
 
 def run(argv: list[str] | None) -> int:

@@ -27,6 +27,14 @@ from sedona_runtime.utils.io import atomic_torch_save
 log = logging.getLogger(__name__)
 
 INBOX = "reports"
+_SETUP: dict | None = None   # what a block needs to build itself; set before the coordinator joins
+
+
+def _rpc_setup() -> dict:
+    """Runs on the coordinator: the resolved TrainConfig, input shape and resume step for a block."""
+    if _SETUP is None:
+        raise RuntimeError("the coordinator has no run set up")
+    return _SETUP
 
 
 class PipelineFailed(SedonaError):
@@ -66,6 +74,9 @@ class Coordinator:
 
     # -- setup ------------------------------------------------------------------------------------
     def connect(self) -> None:
+        global _SETUP
+        _SETUP = {"train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
+                  "resume_step": self.start_step or None}
         self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
         self.collector = Collector(self.inbox, self.K)
         done, err = threading.Event(), []

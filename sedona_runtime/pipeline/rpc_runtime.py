@@ -35,7 +35,9 @@ def start_rpc(name: str, rank: int, world_size: int, init_method: str, *,
         opts.set_devices([device])
         for peer, mapping in (device_maps or {}).items():
             opts.set_device_map(peer, mapping)
-    rpc.init_rpc(name, rank=rank, world_size=world_size, rpc_backend_options=opts)
+    with warnings.catch_warnings():  # torch's own join barrier trips its gloo deprecation warning
+        warnings.simplefilter("ignore", UserWarning)
+        rpc.init_rpc(name, rank=rank, world_size=world_size, rpc_backend_options=opts)
 
 
 def stop_rpc(graceful: bool, timeout: float = 10.0) -> None:

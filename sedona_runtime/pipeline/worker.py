@@ -1,7 +1,6 @@
 """One pipeline stage: a process that trains one block on whatever its input channel delivers."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.affinity import pin
@@ -59,28 +59,9 @@ class Stage:
         self.is_last = index == self.K
         self.timeout = pcfg.timeout
 
-    def setup(self) -> None:
-        from sedona_runtime.training.block import BlockRunner
-        from sedona_runtime.training.checkpoint import set_rng_state
-        from sedona_runtime.training.greedy import build_parts
-        from sedona_runtime.training.run_dir import RunDir
-
-        device = torch.device(self.place.device)
-        pin(device, self.place.cores, self.place.threads or self.pcfg.threads)
-        # Every block builds the whole model under the same seed, exactly like the single-process
-        # trainer, then keeps its own block: identical initial weights with nothing to ship.
-        cfg = dataclasses.replace(self.pcfg.train, device="cpu")
-        self.parts = build_parts(cfg)
-        self.runner = BlockRunner(self.parts.blocks[self.index - 1], self.parts.cfg, device)
-        self.checkpoints = RunDir(self.parts.cfg.out_dir).checkpoints
-        self.batch_size = self.parts.cfg.batch_size
-        if self.pcfg.resume:
-            record = ckpt.committed(self.checkpoints)
-            if record is None:
-                raise ChannelError(f"no committed pipeline checkpoint in {self.checkpoints}")
-            payload = ckpt.load_block(self.checkpoints, int(record["step"]), self.index)
-            self.runner.load_state_dict(payload["blocks"][0])
-            set_rng_state(payload["rng"])
+    def prepare(self) -> None:
+        """Pin this process and own the input queue (before joining, so that no put can miss it)."""
+        pin(torch.device(self.place.device), self.place.cores, self.place.threads or self.pcfg.threads)
         self.inbox_q = RpcRecvChannel(INPUT_QUEUE, self.pcfg.queue_depth)
 
     def connect(self) -> None:
@@ -90,18 +71,38 @@ class Stage:
         to_cpu = not self.place.device_maps
         self.out = None if self.is_last else RpcSendChannel(block_name(self.index + 1), INPUT_QUEUE,
                                                             self.pcfg.window, to_cpu=to_cpu)
-        from sedona_runtime.pipeline.coordinator import INBOX  # the coordinator owns the reports queue
+        from sedona_runtime.pipeline.coordinator import INBOX, _rpc_setup  # the coordinator owns these
 
         self.reports = RpcSendChannel(coordinator_name(), INBOX, window=4)
         self.watchdog = Watchdog([coordinator_name()], lambda peer, why: STOP.set(why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
+        self.setup = rpc.rpc_sync(coordinator_name(), _rpc_setup, timeout=self.timeout)
+
+    def build(self) -> None:
+        """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
+        from sedona_runtime.training.block import BlockRunner
+        from sedona_runtime.training.checkpoint import set_rng_state
+        from sedona_runtime.training.run_dir import RunDir
+
+        cfg = self.setup["train"]
+        # Every block builds the whole model under the run's seed, like the single-process trainer,
+        # and keeps its own block: identical initial weights with nothing to ship.
+        blocks = build_model_blocks(cfg, self.setup["input_shape"])
+        self.runner = BlockRunner(blocks[self.index - 1], cfg, torch.device(self.place.device))
+        self.checkpoints = RunDir(cfg.out_dir).checkpoints
+        self.log_every = max(1, cfg.log_interval)
+        step = self.setup["resume_step"]
+        if step is not None:
+            payload = ckpt.load_block(self.checkpoints, int(step), self.index)
+            self.runner.load_state_dict(payload["blocks"][0])
+            set_rng_state(payload["rng"])
 
     def report(self, kind: str, step: int, data=None, **extra) -> None:
         self.reports.put(Report(self.index, kind, step, data, extra), self.timeout)
 
     def loop(self) -> None:
         meter = BlockMeter(self.runner.step)
-        log_every = max(1, self.parts.cfg.log_interval)
+        log_every = self.log_every
         while True:
             t0 = time.perf_counter()
             depth = self.inbox_q.qsize()
@@ -130,11 +131,11 @@ class Stage:
 
     def on_marker(self, marker: Marker) -> None:
         if marker.step != self.runner.step:  # the markers travel in order with the batches
-            raise ChannelError(f"marker for step {marker.step} arrived at step {self.runner.step}")
+            raise RuntimeError(f"marker for step {marker.step} arrived at step {self.runner.step}")
         if marker.kind == "checkpoint":
             bad = self.runner.block.first_non_finite()
             if bad is not None:
-                raise ChannelError(f"weight {bad!r} is not finite at step {marker.step}; checkpoint refused")
+                raise RuntimeError(f"weight {bad!r} is not finite at step {marker.step}; checkpoint refused")
             ckpt.save_block(self.checkpoints, marker.step, self.index, self.runner.state_dict())
             self.report("saved", marker.step)
         elif marker.kind == "snapshot":
@@ -146,9 +147,10 @@ class Stage:
         """Set up, train until end-of-stream, wait to be released; 0 on success, 1 after a failure."""
         connected = False
         try:
-            self.setup()
+            self.prepare()
             self.connect()
             connected = True
+            self.build()
             self.loop()
             STOP.wait_for(_RELEASE.is_set, self.timeout, "the coordinator to release this block")
             self.watchdog.stop()
@@ -179,6 +181,24 @@ class Stage:
                 time.sleep(0.2)  # let the best-effort error messages leave before the agent stops
             stop_rpc(graceful=False, timeout=3.0)
         return 1
+
+
+def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
+    """All K blocks under the run's seed, built as training.greedy.build_parts builds them after the data.
+
+    Blocks do not load the data set: the coordinator already resolved the model's classes, channels
+    and stem from it. The exactness test guards that this stays in step with build_parts.
+    """
+    from sedona_runtime.decoupling import resolve_decoupling
+    from sedona_runtime.heads import head_width_for
+    from sedona_runtime.models import build_model
+    from sedona_runtime.training.block import build_blocks, head_spec_fn
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model)
+    dec = resolve_decoupling(cfg.decoupling, cfg.model.arch, model.num_layers, allow_retarget=cfg.retarget)
+    spec_fn = head_spec_fn(model, tuple(input_shape), cfg.model.num_classes, head_width_for(cfg.model.stem))
+    return build_blocks(model, dec, spec_fn)
 
 
 def run_stage(pcfg: PipelineConfig, index: int, world_size: int, init_method: str, place: Placement) -> int:

@@ -51,6 +51,8 @@ class CostModel:
             self.transfer_cost = [0.0] * (L - 1)
         check_costs("cost model: layer_cost", self.layer_cost, L, allow_none=False)
         check_costs("cost model: transfer_cost", self.transfer_cost, L - 1, allow_none=False)
+        if not isinstance(self.head_cost, dict):
+            raise SedonaError("cost model: head_cost must map head names to per-boundary costs")
         for name, costs in self.head_cost.items():
             check_costs(f"cost model: head_cost[{name}]", costs, L - 1, allow_none=True)
         check_costs("cost model: classifier_cost", [self.classifier_cost], 1, allow_none=False)

@@ -42,7 +42,8 @@ def boundary_heads(dec: Decoupling, head: str | None = None) -> list[str]:
     if head is not None:
         return [head] * n
     if dec.beta is None or dec.head_pool is None:
-        raise SedonaError(f"{dec.origin or dec.arch}: no beta/head_pool to choose heads from; name one head for every block")
+        raise SedonaError(f"{dec.origin or dec.arch}: no beta/head_pool to choose heads from; "
+                          "name one head for every block")
     return [dec.head_pool[max(range(len(row)), key=row.__getitem__)] for row in dec.beta]
 
 

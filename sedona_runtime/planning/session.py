@@ -64,7 +64,8 @@ def load_cost_model(dec: Decoupling, *, profile: str | None, stem: str, num_clas
         raise SedonaError("--save-profile needs --measure DEVICE")
     if profile is not None:
         if device_rate is not None:
-            raise SedonaError("--device-rate applies to multiply-add costs, not to a measured profile (already seconds)")
+            raise SedonaError("--device-rate applies to multiply-add costs, "
+                              "not to a measured profile (already seconds)")
         cm = from_profile(profile, arch=dec.arch)
         if cm.num_layers != dec.num_layers:
             raise SedonaError(f"{profile}: profiles {cm.num_layers} layers, {dec.arch} has {dec.num_layers}")

@@ -105,7 +105,7 @@ class RichReporter(Reporter):
     def start(self, info: RunInfo) -> None:
         self.blocks = info.blocks
         for line in info.blocks + info.notes:
-            self.console.print(f"  {line}")
+            self.console.print(f"  {line}", markup=False, highlight=False)
         self.task = self.bar.add_task("train", total=info.total_steps, completed=info.start_step, info="")
         self.bar.start()
 

@@ -165,7 +165,7 @@ class GreedyTrainer:
     def train_steps(self, stream, until: int) -> None:
         """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals."""
         cfg, k = self.cfg, len(self.runners)
-        window = (time.perf_counter(), self.step)
+        window = (self.train_s, self.step)  # throughput over train-step time only (validation excluded)
         losses = [math.nan] * k
         timings = [dict.fromkeys(("forward", "head", "backward", "optimizer"), 0.0) for _ in range(k)]
         while self.step < until:
@@ -182,9 +182,8 @@ class GreedyTrainer:
             self.train_s += dt
             self.wall_s += dt
             if self.step % cfg.log_interval == 0 or self.step == until:
-                now = time.perf_counter()
-                rate = (self.step - window[1]) * cfg.batch_size / max(now - window[0], 1e-9)
-                window = (now, self.step)
+                rate = (self.step - window[1]) * cfg.batch_size / max(self.train_s - window[0], 1e-9)
+                window = (self.train_s, self.step)
                 self.run_dir.log({"step": self.step, "loss": list(losses), "lr": lr, "samples_per_s": rate,
                                   "time": {n: [t[n] for t in timings] for n in timings[0]}})
                 timings = [dict.fromkeys(timings[0], 0.0) for _ in range(k)]

@@ -52,7 +52,8 @@ def test_plan_writes_the_chosen_decoupling_its_record_and_the_png(files, capsys)
     # The recorded cost model predicts, for the written file, exactly the recorded speedup.
     cm = CostModel.from_dict(record["cost_model"])
     assert predicted_speedup(cm, planned) == chosen["predicted_speedup"]
-    assert "plan record: planned.plan.json" in planned.source and record["front"][0]["alpha_score"] >= chosen["alpha_score"]
+    assert "plan record: planned.plan.json" in planned.source
+    assert record["front"][0]["alpha_score"] >= chosen["alpha_score"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -86,22 +87,24 @@ def test_flop_costs_for_the_small_network(files, capsys) -> None:
     (["--device-rate", "1e9", "--profile", "PROFILE"], "--device-rate applies to multiply-add costs"),
 ])
 def test_bad_input_is_one_clear_line(files, capsys, extra: list[str], match: str) -> None:
-    argv = ["--decoupling", str(files / "dec.json")] + [a.replace("PROFILE", str(files / "profile.json")) for a in extra]
+    profile = str(files / "profile.json")
+    argv = ["--decoupling", str(files / "dec.json")] + [a.replace("PROFILE", profile) for a in extra]
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 2 and "error:" in err and match in " ".join(err.split()) and "Traceback" not in err
 
 
 def test_module_entry_point_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "sedona_runtime.plan", "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "sedona_runtime.plan", "--help"],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--min-speedup" in proc.stdout
 
 
 def test_measure_a_profile_and_plan_from_it(files, capsys) -> None:
     prof = files / "measured.json"
-    rc = main(["--decoupling", str(files / "dec.json"), "--dataset", "digits", "--image-size", "16", "--batch-size", "2",
-               "--measure", "cpu",
-               "--measure-iters", "1", "--measure-warmup", "0", "--save-profile", str(prof), "--out", str(files / "p.json")])
+    rc = main(["--decoupling", str(files / "dec.json"), "--dataset", "digits", "--image-size", "16",
+               "--batch-size", "2", "--measure", "cpu", "--measure-iters", "1", "--measure-warmup", "0",
+               "--save-profile", str(prof), "--out", str(files / "p.json")])
     assert rc == 0, capsys.readouterr()
     record = json.loads((files / "p.plan.json").read_text())
     assert record["cost_model"]["unit"] == "s" and json.loads(prof.read_text())["arch"] == "small"

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from sedona_runtime.decoupling import list_shipped, load_decoupling, read_decoupling, save_decoupling, uniform_decoupling
+from sedona_runtime.decoupling import (list_shipped, load_decoupling, read_decoupling, save_decoupling,
+                                      uniform_decoupling)
 from sedona_runtime.planning.cost_model import CostModel
 from sedona_runtime.planning.planner import (alpha_score, boundary_heads, boundary_scores, make_plan,
                                              planned_decoupling)

@@ -30,7 +30,8 @@ def test_hand_computed_example() -> None:
     # block 3: transfer after 3 + layer 4 + classifier   = 0.125 + 4 + 1    = 5.125
     # baseline: all layers + classifier, no transfers    = 10 + 1           = 11
     assert [b.cost for b in pred.blocks] == [3.25, 3.375, 5.125]
-    assert [(b.transfer_in, b.layers, b.head_cost) for b in pred.blocks] == [(0.0, 3.0, 0.25), (0.25, 3.0, 0.125), (0.125, 4.0, 1.0)]
+    parts = [(b.transfer_in, b.layers, b.head_cost) for b in pred.blocks]
+    assert parts == [(0.0, 3.0, 0.25), (0.25, 3.0, 0.125), (0.125, 4.0, 1.0)]
     assert pred.baseline == 11.0 and pred.bottleneck == 2
     assert pred.speedup == 11.0 / 5.125 == predicted_speedup(cm, dec)
     assert pred.to_dict()["blocks"][2]["share"] == 5.125 / 11.0

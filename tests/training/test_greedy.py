@@ -133,3 +133,40 @@ def test_output_directory_problems_fail_before_training(tmp_path):
         train(synthetic_cfg(tmp_path / "fresh"), resume=True)
     with pytest.raises(SedonaError, match="config differs.*lr"):
         train(synthetic_cfg(out, steps=1, lr=0.5), resume=True)
+
+
+def test_trainer_k1_equals_a_plain_loop_over_the_same_batches(tmp_path):
+    """Seeding (model built right after manual_seed), batch order and the step are exactly plain backprop."""
+    import dataclasses
+    import math
+
+    import torch.nn.functional as F
+
+    from sedona_runtime.data import build_data
+    from sedona_runtime.models import build_model
+    from sedona_runtime.training.config import resolve_defaults
+
+    cfg = resolve_defaults(synthetic_cfg(tmp_path / "run", decoupling="backprop", steps=4))
+    train(cfg)
+    bundle = build_data(cfg.data)
+    torch.manual_seed(cfg.seed)
+    model = build_model(dataclasses.replace(cfg.model, num_classes=bundle.num_classes, stem=bundle.stem)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    stream = BatchStream(bundle.train, cfg.batch_size, cfg.seed, bundle.augment)
+    ratio = cfg.final_lr / cfg.lr
+    for t in range(cfg.steps):
+        for g in opt.param_groups:  # the runner's closed-form cosine, same algebra
+            g["lr"] = cfg.lr * (ratio + (1 - ratio) * 0.5 * (1 + math.cos(math.pi * t / cfg.steps)))
+        x, y = stream.batch(t)
+        loss = F.cross_entropy(model(x.double()), y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    (got,) = _weights(tmp_path / "run")
+    _assert_same_weights([_as_block_keys(model.state_dict())], [got])  # exact: identical float64 arithmetic
+
+
+def _as_block_keys(model_state: dict) -> dict:
+    """LayeredNet keys (layers.i..., classifier...) as the single block's keys (layers.i..., head...)."""
+    return {("head." + k[len("classifier."):]) if k.startswith("classifier.") else k: v
+            for k, v in model_state.items()}

@@ -1,0 +1,141 @@
+"""Per-message cost of the pipeline's RPC queue vs a plain torch.distributed send/recv (gloo), two processes.
+
+    ./run python benchmarks/queue_latency.py [--reps 20] [--json out.json]
+
+Latency: one message, then wait until the receiver has it (RPC: the put's acknowledgement, which
+comes once the item is in the receiver's queue; gloo: a 1-element reply) -> a round trip carrying
+the payload one way. Throughput: a stream of messages (RPC: window 2, queue depth 2, the receiver
+draining the queue on its own thread; gloo: back-to-back send/recv). Medians over repetitions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHAPES = {"activation 128x64x32x32 fp32": (128, 64, 32, 32), "small 16 fp32": (16,)}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rpc_side(rank: int, port: int, reps: int, stream: int, results) -> None:
+    from sedona_runtime.pipeline.channel import EndOfStream
+    from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel
+    from sedona_runtime.pipeline.rpc_runtime import start_rpc, stop_rpc
+
+    torch.set_num_threads(1)
+    if rank == 1:
+        recv = RpcRecvChannel("bench", depth=2)
+        start_rpc("recv", 1, 2, f"tcp://127.0.0.1:{port}", device=torch.device("cpu"))
+        try:
+            while True:
+                recv.get(120.0)
+        except EndOfStream:
+            pass
+        stop_rpc(graceful=True)
+        return
+    start_rpc("send", 0, 2, f"tcp://127.0.0.1:{port}", device=torch.device("cpu"))
+    out = {}
+    for name, shape in SHAPES.items():
+        x = torch.randn(shape)
+        lat_ch = RpcSendChannel("recv", "bench", window=1)
+        lat = []
+        for i in range(reps + 2):
+            t0 = time.perf_counter()
+            lat_ch.put(x, 60.0)
+            lat_ch.flush(60.0)
+            if i >= 2:  # warm-up
+                lat.append(time.perf_counter() - t0)
+        st_ch = RpcSendChannel("recv", "bench", window=2)
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(stream):
+                st_ch.put(x, 60.0)
+            st_ch.flush(60.0)
+            rates.append(stream * x.numel() * 4 / (time.perf_counter() - t0))
+        out[name] = {"latency_ms": 1e3 * statistics.median(lat), "mb_per_s": statistics.median(rates) / 1e6,
+                     "bytes": x.numel() * 4}
+    RpcSendChannel("recv", "bench").close(60.0)
+    stop_rpc(graceful=True)
+    results.update({"rpc": out})
+
+
+def _gloo_side(rank: int, port: int, reps: int, stream: int, results) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    ack = torch.zeros(1)
+    out = {}
+    for name, shape in SHAPES.items():
+        x = torch.randn(shape) if rank == 0 else torch.empty(shape)
+        lat, rates = [], []
+        for i in range(reps + 2):
+            t0 = time.perf_counter()
+            if rank == 0:
+                dist.send(x, 1)
+                dist.recv(ack, 1)
+            else:
+                dist.recv(x, 0)
+                dist.send(ack, 0)
+            if i >= 2:
+                lat.append(time.perf_counter() - t0)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(stream):
+                dist.send(x, 1) if rank == 0 else dist.recv(x, 0)
+            if rank == 0:
+                dist.recv(ack, 1)
+            else:
+                dist.send(ack, 0)
+            rates.append(stream * x.numel() * 4 / (time.perf_counter() - t0))
+        out[name] = {"latency_ms": 1e3 * statistics.median(lat), "mb_per_s": statistics.median(rates) / 1e6,
+                     "bytes": x.numel() * 4}
+    dist.destroy_process_group()
+    if rank == 0:
+        results.update({"gloo": out})
+
+
+def _entry(rank: int, which: str, port: int, reps: int, stream: int, results) -> None:
+    (_rpc_side if which == "rpc" else _gloo_side)(rank, port, reps, stream, results)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=20, help="latency repetitions per message size")
+    p.add_argument("--stream", type=int, default=10, help="messages per throughput run")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    with mp.Manager() as manager:
+        results = manager.dict()
+        for which in ("rpc", "gloo"):
+            mp.spawn(_entry, args=(which, _port(), args.reps, args.stream, results), nprocs=2, join=True)
+        res = dict(results)
+    print(f"{'transport':<10} {'message':<30} {'latency (median)':>18} {'throughput (median)':>20}")
+    for which in ("rpc", "gloo"):
+        for name, r in res[which].items():
+            print(f"{which:<10} {name:<30} {r['latency_ms']:>15.3f} ms {r['mb_per_s']:>15.1f} MB/s")
+    big = next(iter(SHAPES))
+    print(f"RPC queue / gloo, {big}: latency x{res['rpc'][big]['latency_ms'] / res['gloo'][big]['latency_ms']:.2f}, "
+          f"throughput x{res['rpc'][big]['mb_per_s'] / res['gloo'][big]['mb_per_s']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**res, "cpu_count": os.cpu_count()}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

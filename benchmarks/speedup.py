@@ -1,0 +1,163 @@
+"""Wall-clock speedup of the K-process greedy pipeline over single-process backprop, measured side by side.
+
+    python benchmarks/speedup.py                       # defaults: vgg19 x0.25, K=2, 32x32, batch 64
+    python benchmarks/speedup.py --decoupling my.json --blocks 4 --arch resnet50
+    python benchmarks/speedup.py --predict-only        # profile one device, predict K devices
+
+The baseline runs on one core set (or one GPU); the pipeline on K disjoint core sets of the same size
+(or K GPUs). Every run repeats --repeats times, interleaved, and medians are quoted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
+from speedup_lib.planned import planned_spec, profile_cost_model, predicted  # noqa: E402
+from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
+
+from sedona_runtime.utils.config import to_dict  # noqa: E402
+from sedona_runtime.utils.errors import SedonaError  # noqa: E402
+from sedona_runtime.utils.io import atomic_write_json  # noqa: E402
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    d = BenchConfig()
+    p.add_argument("--arch", default=d.arch)
+    p.add_argument("--width", type=float, default=d.width)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--blocks", type=int, default=d.blocks, help="K: processes (one core set or GPU each)")
+    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--steps", type=int, default=d.steps, help="timed steps per run")
+    p.add_argument("--repeats", type=int, default=d.repeats)
+    p.add_argument("--queue-depth", type=int, default=d.queue_depth)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if _cuda() else "cpu")
+    p.add_argument("--decoupling", action="append", default=[],
+                   help="a decoupling to measure (file, shipped name, dgl:K, ...); repeatable")
+    p.add_argument("--no-defaults", action="store_true",
+                   help="measure only the --decoupling ones (not planned, DGL and shipped SEDONA)")
+    p.add_argument("--predict-only", action="store_true",
+                   help="profile on one device and print the predicted K-device speedups, no pipeline runs")
+    p.add_argument("--out", default="bench_out/speedup")
+    return p.parse_args(argv)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse(argv)
+    console = Console(stderr=False)
+    try:
+        return run(args, console)
+    except SedonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    bc = BenchConfig(arch=args.arch, width=args.width, image_size=args.image_size, batch_size=args.batch_size,
+                     warmup=args.warmup, steps=args.steps, repeats=args.repeats, blocks=args.blocks,
+                     queue_depth=args.queue_depth, device=args.device)
+    if bc.steps < 2 or bc.warmup < 1 or bc.repeats < 1 or bc.blocks < 2:
+        raise SedonaError("need --steps >= 2, --warmup >= 1, --repeats >= 1 and --blocks >= 2")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cores = core_sets(bc.blocks)
+    console.print(f"[bold]speedup benchmark[/]: {bc.arch} x{bc.width}, batch {bc.batch_size}, K={bc.blocks}, "
+                  f"{bc.steps} timed steps after {bc.warmup} warm-up, {bc.repeats} repetitions, device {bc.device}"
+                  + (f", core sets {cores}" if bc.device == "cpu" else ""))
+
+    console.print("profiling every layer and head on one device ...")
+    cm, profile = profile_cost_model(bc, cores[0])
+    atomic_write_json(out / "profile.json", profile)
+    specs = [] if args.no_defaults else [planned_spec(bc, cm, out), f"dgl:{bc.blocks}", f"sedona:{bc.blocks}"]
+    specs += args.decoupling
+    if not specs:
+        raise SedonaError("nothing to measure: give --decoupling or drop --no-defaults")
+    preds = {s: predicted(bc, cm, s) for s in specs}
+    if args.predict_only:
+        for s, p in preds.items():
+            console.print(f"  {s}: predicted speedup on {bc.blocks} devices {p['speedup']:.2f}x (PREDICTED)")
+        atomic_write_json(out / "predicted.json", {"config": to_dict(bc), "profile_device": profile["device"],
+                                                   "predicted": preds, "environment": environment()})
+        return 0
+
+    base_runs, pipe_runs = [], {s: [] for s in specs}
+    for r in range(bc.repeats):
+        console.print(f"repetition {r + 1}/{bc.repeats}: backprop baseline ...")
+        base_runs.append(time_baseline(bc, cores[0]))
+        for s in specs:
+            console.print(f"repetition {r + 1}/{bc.repeats}: pipeline {s} ...")
+            t0 = time.perf_counter()
+            pipe_runs[s].append(time_pipeline(bc, s))
+            console.print(f"    ({time.perf_counter() - t0:.1f}s with process start-up)")
+
+    result = summarize(bc, base_runs, pipe_runs, preds, profile)
+    atomic_write_json(out / "results.json", result)
+    result_pngs = save_pngs(result, out)
+    show(console, result, out, result_pngs)
+    return 0
+
+
+def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[dict]], preds: dict,
+              profile: dict) -> dict:
+    """Medians and ratios of one benchmark run, every sample kept."""
+    base_step = statistics.median(r["step_s"] for r in base_runs)
+    decs = []
+    for s, runs in pipe_runs.items():
+        step = statistics.median(r["step_s"] for r in runs)
+        K = len(runs[0]["blocks"])
+        block_steps = [statistics.median(r["blocks"][i]["step_s"] for r in runs) for i in range(K)]
+        ideal = base_step / max(block_steps)
+        decs.append({
+            "name": s, "decoupling": preds[s]["blocks"], "step_s": step, "samples_per_s": bc.batch_size / step,
+            "speedup": base_step / step, "ideal_speedup": ideal, "efficiency": (base_step / step) / ideal,
+            "predicted_speedup": preds[s]["speedup"], "predicted": preds[s],
+            "blocks": [dict(runs[0]["blocks"][i], step_s=block_steps[i]) for i in range(K)],
+            "samples_step_s": [r["step_s"] for r in runs], "timeline": runs[0]["timeline"],
+        })
+    return {
+        "config": {**{k: getattr(bc, k) for k in bc.__dataclass_fields__}},
+        "environment": environment(), "profile_device": profile["device"],
+        "baseline": {"step_s": base_step, "samples_per_s": bc.batch_size / base_step,
+                     "samples_step_s": [r["step_s"] for r in base_runs], "phases_s": base_runs[0]["phases_s"],
+                     "peak_memory_bytes": max(r["peak_memory_bytes"] for r in base_runs)},
+        "decouplings": decs,
+    }
+
+
+def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
+    table = Table(title="greedy pipeline vs single-process backprop (medians)")
+    for h in HEADER:
+        table.add_column(h, justify="left" if h == "run" else "right")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for d in result["decouplings"]:
+        blocks = ", ".join(f"b{b['block']} {b['step_s'] * 1e3:.1f}ms busy"
+                           f"/{b['wait_in_s_per_step'] * 1e3:.1f}ms wait-in" for b in d["blocks"])
+        console.print(f"  {d['name']}: {blocks}")
+    console.print(f"results: {out / 'results.json'}" + (f"; pictures: {', '.join(pngs)}" if pngs else ""))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Timed runs for the speedup benchmark: single-process backprop and the K-process greedy pipeline."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sedona_runtime.data.config import DataConfig
+from sedona_runtime.models import ModelConfig
+from sedona_runtime.training.config import TrainConfig, resolve_defaults
+
+
+@dataclass
+class BenchConfig:
+    """What every measured run shares: model, batch, data, step counts and repetitions."""
+
+    arch: str = "vgg19"
+    width: float = 0.25
+    image_size: int = 32
+    num_classes: int = 10
+    batch_size: int = 64
+    warmup: int = 5          # steps run before the timed window (allocator, caches, pipeline fill)
+    steps: int = 30          # timed steps
+    repeats: int = 3         # repetitions of every run; medians are reported
+    blocks: int = 2          # K
+    queue_depth: int = 2
+    seed: int = 0
+    device: str = "cpu"      # "cpu": one core set per process; "cuda": one GPU per block
+
+
+def train_config(bc: BenchConfig, decoupling: str, out_dir: str) -> TrainConfig:
+    """The training run a measurement executes: synthetic data, no augmentation, no evaluation."""
+    cfg = TrainConfig(
+        model=ModelConfig(arch=bc.arch, width=bc.width, num_classes=bc.num_classes),
+        # Synthetic in-memory data without augmentation: the benchmark times training, not decoding.
+        data=DataConfig(dataset="synthetic", image_size=bc.image_size, augment=False, seed=bc.seed,
+                        synthetic_size=max(256, 2 * bc.batch_size), val_fraction=0.0,
+                        synthetic_classes=bc.num_classes),
+        decoupling=decoupling, retarget=True, steps=bc.warmup + bc.steps, batch_size=bc.batch_size,
+        eval_interval=0, checkpoint_interval=0, log_interval=max(1, bc.warmup + bc.steps),
+        device=bc.device, seed=bc.seed, out_dir=out_dir, eval_batch_size=256,
+    )
+    return resolve_defaults(cfg)
+
+
+def core_sets(k: int) -> list[list[int]]:
+    """K disjoint, equal core sets from this process's allowed cores (one each on a 2-core machine)."""
+    import psutil
+
+    cores = sorted(psutil.Process().cpu_affinity())
+    per = max(1, len(cores) // k)
+    return [cores[i * per:(i + 1) * per] or cores[-per:] for i in range(k)]
+
+
+def time_baseline(bc: BenchConfig, cores: list[int]) -> dict[str, Any]:
+    """Single-process end-to-end backprop on one core set (or one GPU): timed step seconds."""
+    import psutil
+
+    from sedona_runtime.training.block import BlockRunner
+    from sedona_runtime.training.greedy import build_parts, make_stream
+
+    proc = psutil.Process()
+    saved_affinity, saved_threads = proc.cpu_affinity(), torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = train_config(bc, "backprop", tmp)
+        parts = build_parts(cfg)
+        (block,) = parts.blocks
+        runner = BlockRunner(block, parts.cfg, parts.device)
+        stream = make_stream(parts)
+        batches = [stream.batch(s) for s in range(cfg.steps)]  # data made before timing, as in the pipeline feed
+        try:
+            if parts.device.type == "cpu":
+                proc.cpu_affinity(cores)
+                torch.set_num_threads(len(cores))
+            phases: dict[str, float] = {}
+            stamps = []
+            for step, (x, y) in enumerate(batches):
+                res = runner.train_step(x, y)
+                stamps.append(time.perf_counter())
+                if step >= bc.warmup:
+                    for k, v in res.timings.items():
+                        phases[k] = phases.get(k, 0.0) + v
+        finally:
+            proc.cpu_affinity(saved_affinity)
+            torch.set_num_threads(saved_threads)
+    window = stamps[-1] - stamps[bc.warmup - 1] if bc.warmup > 0 else stamps[-1] - stamps[0]
+    n = bc.steps if bc.warmup > 0 else bc.steps - 1
+    return {"wall_s": window, "step_s": window / n, "phases_s": {k: v / bc.steps for k, v in phases.items()},
+            "peak_memory_bytes": runner.peak_memory}
+
+
+def time_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
+    """The K-process greedy pipeline: timed window from the timeline of the last block, plus per-block profile."""
+    from sedona_runtime.pipeline.config import PipelineConfig
+    from sedona_runtime.pipeline.launcher import World, run_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = train_config(bc, decoupling, os.path.join(tmp, "run"))
+        pcfg = PipelineConfig(train=cfg, blocks=bc.blocks, queue_depth=bc.queue_depth,
+                              devices="cpu" if bc.device == "cpu" else "auto", timeline=True)
+        summary = run_pipeline(pcfg, world=World(rank=0, size=1, local_rank=0))
+    return pipeline_figures(bc, summary)
+
+
+def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
+    """Timed window and per-block profile of one pipeline run's summary."""
+    pipe = summary["pipeline"]
+    timeline = {int(k): v for k, v in pipe["timeline"].items()}
+    K = len(timeline)
+    last = timeline[K]
+    done = {int(step): end for step, _, end in last}
+    first_timed = bc.warmup  # completion of step `warmup` (1-based) opens the window
+    window = done[bc.warmup + bc.steps] - done[first_timed] if first_timed >= 1 else None
+    n = bc.steps
+    blocks = []
+    for i in range(1, K + 1):
+        stats = pipe["blocks"][i - 1]
+        spans = [(s, a, b) for s, a, b in timeline[i] if first_timed < s <= bc.warmup + bc.steps]
+        busy = sum(b - a for _, a, b in spans)
+        phases = {k: v / max(1, stats.get("phase_steps", 1)) for k, v in stats.get("phase_s", {}).items()}
+        blocks.append({
+            "block": i,
+            "step_s": busy / max(1, len(spans)),  # mean busy time per step inside the window
+            "phases_s": phases,
+            "wait_in_s_per_step": stats.get("total_wait_in_s", 0.0) / max(1, stats.get("step", 1)),
+            "wait_out_s_per_step": stats.get("total_wait_out_s", 0.0) / max(1, stats.get("step", 1)),
+            "transfer_s_per_step": stats.get("transfer_s", 0.0) / max(1, stats.get("step", 1)),
+            "queue_depth_mean": stats.get("queue_depth_mean", stats.get("queue_depth", 0)),
+            "busy_frac": busy / window if window else None,
+            "peak_memory_bytes": stats.get("peak_memory", 0),
+        })
+    return {"wall_s": window, "step_s": window / n if window else None, "blocks": blocks,
+            "timeline": {str(i): timeline[i] for i in timeline}}
+
+
+@dataclass
+class Repeated:
+    """Medians over repetitions, keeping every sample."""
+
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    """Median of `key` over runs (ignoring missing values)."""
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def replace(bc: BenchConfig, **kw: Any) -> BenchConfig:
+    return dataclasses.replace(bc, **kw)

@@ -1,0 +1,77 @@
+"""The benchmark's one-device profile, its predictions, and the planned (compute-balanced) decoupling."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sedona_runtime.decoupling import resolve_decoupling, save_decoupling
+from sedona_runtime.heads import AUX_POOL
+from sedona_runtime.models import ModelConfig, build_model
+from sedona_runtime.planning.planner import make_plan, planned_decoupling
+from sedona_runtime.planning.predict import predict, blocks_of
+from sedona_runtime.planning.profile import from_profile
+from sedona_runtime.planning.profiler import measure_profile
+
+from speedup_lib.measure import BenchConfig
+
+# Heads a decoupling of the benchmark may use; the profile times each at every boundary.
+HEAD_POOL = (*AUX_POOL, "mlp_sr", "predsim")
+
+
+def model_config(bc: BenchConfig) -> ModelConfig:
+    stem = "cifar" if bc.image_size <= 32 else ("tiny_imagenet" if bc.image_size <= 64 else "imagenet")
+    return ModelConfig(arch=bc.arch, width=bc.width, num_classes=bc.num_classes, stem=stem)
+
+
+def profile_cost_model(bc: BenchConfig, cores: list[int]) -> tuple[Any, dict]:
+    """Per-layer and per-head step times on one core set (or one GPU), and the cost model in seconds."""
+    import psutil
+
+    proc = psutil.Process()
+    saved_affinity, saved_threads = proc.cpu_affinity(), torch.get_num_threads()
+    device = "cuda" if bc.device == "cuda" else "cpu"
+    try:
+        if device == "cpu":
+            proc.cpu_affinity(cores)  # the same core budget a block gets in the pipeline
+            torch.set_num_threads(len(cores))
+        profile = measure_profile(model_config(bc), (3, bc.image_size, bc.image_size), bc.batch_size, HEAD_POOL,
+                                  device=device, warmup=2, iters=5, seed=bc.seed)
+    finally:
+        proc.cpu_affinity(saved_affinity)
+        torch.set_num_threads(saved_threads)
+    return from_profile(profile, arch=bc.arch), profile
+
+
+def _num_layers(bc: BenchConfig) -> int:
+    with torch.device("meta"):
+        return build_model(model_config(bc)).num_layers
+
+
+def resolve(bc: BenchConfig, spec: str):
+    """A decoupling spec of the benchmark's network (shipped ones of another arch are retargeted)."""
+    return resolve_decoupling(spec, bc.arch, _num_layers(bc), allow_retarget=True)
+
+
+def planned_spec(bc: BenchConfig, cm: Any, out: Path) -> str:
+    """Write the fastest K-block cut under the measured profile (heads from the shipped search when the
+    arch has one, else aux1, the cheapest head) and return its path."""
+    L = _num_layers(bc)
+    try:
+        base, head = resolve_decoupling(f"sedona:{bc.blocks}", bc.arch, L), None
+    except Exception:  # no shipped search for this arch: plan on compute alone, with the cheapest aux head
+        base, head = resolve_decoupling(f"dgl:{bc.blocks}", bc.arch, L), "aux1"
+    plan = make_plan(base, cm, bc.blocks, head=head)
+    dec = planned_decoupling(base, plan, plan.fastest, note="speedup benchmark: fastest cut")
+    path = out / f"planned_{bc.arch}_k{bc.blocks}.json"
+    save_decoupling(dec, path)
+    return str(path)
+
+
+def predicted(bc: BenchConfig, cm: Any, spec: str) -> dict:
+    """The speedup K devices would give, predicted from the one-device profile (PREDICTED, not measured)."""
+    dec = resolve(bc, spec)
+    pred = predict(cm, blocks_of(dec))
+    return {"speedup": pred.speedup, "blocks": [[b.first, b.last, b.head] for b in dec.blocks],
+            "breakdown": pred.to_dict()}

@@ -1,0 +1,215 @@
+"""`python -m sedona_runtime.search`: the SEDONA search for where to cut a network and which heads to use."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from rich.console import Console
+from rich.markup import escape
+
+from sedona_runtime.data.config import DATASETS
+from sedona_runtime.search.config import SearchConfig
+from sedona_runtime.utils.config import from_dict
+from sedona_runtime.utils.errors import SedonaError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print usage and exit itself)
+        raise SedonaError(message)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sedona_runtime.search",
+                description="Search where to cut a network into gradient-isolated blocks (alpha) and which "
+                            "auxiliary head each block gets (beta) (SEDONA, ICLR 2021); writes decoupling files "
+                            "for `python -m sedona_runtime.train --decoupling`. Defaults follow Appendix E.1.")
+    p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
+    p.add_argument("--width", type=float, help="channel width multiplier (the paper searches at 0.25)")
+    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
+    p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
+    p.add_argument("--image-size", type=int, help="input resolution (default 32)")
+    p.add_argument("--batch-size", type=int, help="batch size (default 128)")
+    p.add_argument("--val-fraction", type=float, help="share of the training split that validates (default 0.4)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--head-pool", type=_names, help="candidate heads, comma-separated (default aux1,aux2,aux3,aux4)")
+    p.add_argument("--head-width", type=int, help="head width (default 512 at CIFAR scale, 2048 above)")
+    p.add_argument("--pretrain-steps", type=int, help="pretraining iterations with alpha = beta = 0 (default 40000)")
+    p.add_argument("--eval-every", type=int, help="validate during pretraining every N steps (default 80)")
+    p.add_argument("--eval-batches", type=int, help="cap on validation batches per evaluation (default: all)")
+    p.add_argument("--memory-size", type=int, help="weight sets kept in memory (default 50)")
+    p.add_argument("--search-steps", type=int, help="outer (bilevel) steps (default 2000)")
+    p.add_argument("--inner-steps", type=int, help="T, unrolled inner steps per outer step (default 5; 1: ablation)")
+    p.add_argument("--no-weight-sampling", dest="weight_sampling", action="store_false", default=None,
+                   help="ablation: always continue from the newest weights")
+    p.add_argument("--no-pretrain", dest="pretrain", action="store_false", default=None,
+                   help="ablation: start the bilevel loop from the initial weights")
+    p.add_argument("--random-alpha", action="store_true", default=None,
+                   help="also write Table 4's baseline: random alpha with the learned beta")
+    p.add_argument("--random-beta", action="store_true", default=None,
+                   help="also write Table 4's baseline: the learned alpha with random beta")
+    p.add_argument("--blocks", type=_ints, help="K values to write decouplings for (default 2,4,8,16; K <= layers)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    p.add_argument("--config", help="a search config JSON (e.g. a previous run's config.json); options override it")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")
+    p.add_argument("--out", default="runs/search", help="output directory (default runs/search)")
+    p.add_argument("--resume", action="store_true", help="continue the stopped search in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a search already in --out")
+    p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    return p
+
+
+# CLI option -> (section, field) of SearchConfig; section None is the top level.
+_FIELDS = {
+    "arch": ("model", "arch"), "width": ("model", "width"), "dataset": ("data", "dataset"),
+    "data_dir": ("data", "data_dir"), "image_size": ("data", "image_size"), "batch_size": ("data", "batch_size"),
+    "val_fraction": ("data", "val_fraction"), "augment": ("data", "augment"),
+    **{name: (None, name) for name in (
+        "head_pool", "head_width", "pretrain_steps", "eval_every", "eval_batches", "memory_size", "search_steps",
+        "inner_steps", "weight_sampling", "pretrain", "random_alpha", "random_beta", "blocks", "checkpoint_every",
+        "device")},
+}
+
+
+def build_config(args: argparse.Namespace) -> SearchConfig:
+    """Defaults, then --config (or the stopped run's config.json with --resume), then the options."""
+    import json
+    from pathlib import Path
+
+    source = args.config or (str(Path(args.out) / "config.json") if args.resume else None)
+    if source:
+        try:
+            data = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as exc:
+            raise SedonaError(f"cannot read config {source}: {exc}") from None
+        cfg = from_dict(SearchConfig, data, where=source)
+    else:
+        cfg = SearchConfig()
+    for option, (section, name) in _FIELDS.items():
+        value = getattr(args, option)
+        if value is not None:
+            setattr(getattr(cfg, section) if section else cfg, name, value)
+    if args.seed is not None:
+        cfg.seed = cfg.data.seed = args.seed  # one --seed drives init, split, batch order and sampling
+    return cfg
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _line(r: dict) -> str:
+    val = ""
+    if r.get("val_loss") is not None:
+        val = f"  val loss {r['val_loss']:.4f} err {r['val_error']:.2%}"
+    return (f"{r['phase']:8s} step {r['step']}/{r['total']}  train {r['train_loss']:.4f}{val}  "
+            f"{r['sec_per_step']:.2f} s/step  eta {_fmt_time(r['eta_s'])}")
+
+
+class PlainReporter:
+    """Progress lines (for logs and pipes), at most one per `every` steps and at phase changes."""
+
+    def __init__(self, write: Callable[[str], None], every: int) -> None:
+        self.write, self.every, self._last, self._phase = write, max(1, every), -1, ""
+
+    def event(self, r: dict) -> None:
+        if r["kind"] == "start":
+            what = f"resuming at step {r['step']}" if r["step"] else "searching"
+            self.write(f"{what}: {r['arch']} ({r['num_layers']} layers) on {r['device']}, {r['total']} steps; {r['data']}")
+        elif r["kind"] == "progress":
+            if r["phase"] != self._phase or r["step"] - self._last >= self.every or r["step"] == r["total"]:
+                self._last, self._phase = r["step"], r["phase"]
+                self.write(_line(r))
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A live progress bar: phase, step, validation loss/error, time per step, ETA."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bar = Progress(TextColumn("[bold]{task.fields[phase]}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                            TextColumn("{task.fields[info]}"), console=console)
+        self.task = None
+
+    def event(self, r: dict) -> None:
+        if r["kind"] == "start":
+            self.console.print(f"search: {r['arch']} ({r['num_layers']} layers) on {r['device']}; {r['data']}",
+                               markup=False, highlight=False)
+            self.task = self.bar.add_task("search", total=r["total"], completed=r["step"], phase="start", info="")
+            self.bar.start()
+        elif r["kind"] == "progress" and self.task is not None:
+            val = f"val loss {r['val_loss']:.4f} err {r['val_error']:.1%}  " if r.get("val_loss") is not None else ""
+            info = f"{val}{r['sec_per_step']:.2f} s/step  eta {_fmt_time(r['eta_s'])}"
+            self.bar.update(self.task, completed=r["step"], phase=r["phase"], info=info)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def run(argv: list[str] | None) -> int:
+    """Parse, search, print where the results are; SedonaError propagates to `main`."""
+    from sedona_runtime.search.runner import SearchRunner
+
+    args = _parser().parse_args(argv)
+    cfg = build_config(args)
+    console = Console(soft_wrap=True)
+    if console.is_terminal and not args.plain:
+        reporter: PlainReporter | RichReporter = RichReporter(console)
+    else:
+        total = (cfg.pretrain_steps if cfg.pretrain else 0) + cfg.search_steps
+        reporter = PlainReporter(lambda s: console.print(s, markup=False, highlight=False), every=max(1, total // 20))
+    try:
+        result = SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter).run()
+    finally:
+        reporter.close()
+    assert result is not None  # run() without stop_after always finishes
+    s = result.summary
+    for kind, paths in s["decouplings"].items():
+        console.print(f"{kind}: " + ", ".join(escape(p) for p in paths), highlight=False)
+    if s["figure"]:
+        console.print(f"figure: {escape(s['figure'])}", highlight=False)
+    mem = f"peak RSS {s['peak_rss_mib']:.0f} MiB"
+    if s["cuda_max_allocated_mib"] is not None:
+        mem += f", CUDA max allocated {s['cuda_max_allocated_mib']:.0f} MiB"
+    val = f"final val loss {s['final_val_loss']:.4f}, error {s['final_val_error']:.2%}; " if s["final_val_loss"] is not None else ""
+    console.print(f"{val}{s['sec_per_outer_step']:.2f} s per outer step on {s['device']}; {mem}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(argv)
+    except SedonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume (from the last checkpoint)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

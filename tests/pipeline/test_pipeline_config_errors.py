@@ -1,0 +1,62 @@
+"""Bad pipeline configurations fail with one clear line before any process starts or any step runs."""
+from __future__ import annotations
+
+import socket
+
+import psutil
+import pytest
+import torch
+
+from sedona_runtime.cli.greedy import main
+from sedona_runtime.pipeline.affinity import core_sets
+
+pytestmark = pytest.mark.timeout(60)
+
+BASE = ["--decoupling", "dgl:3", "--arch", "small", "--steps", "2", "--plain"]
+
+
+def _fails(argv, capsys, tmp_path, match: str) -> None:
+    code = main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and match in err and "Traceback" not in err, err
+    assert not psutil.Process().children(), "a process was started"
+    assert not (tmp_path / "run" / "checkpoints" / "pipeline.json").exists()
+
+
+def test_world_size_must_be_one_or_k_plus_one(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    _fails(["--blocks", "3", *BASE], capsys, tmp_path, "world size 3 does not fit --blocks 3")
+
+
+def test_blocks_must_match_the_decoupling(capsys, tmp_path):
+    _fails(["--blocks", "2", *BASE], capsys, tmp_path, "--blocks 2 does not match the decoupling 'dgl:3'")
+
+
+def test_shipped_decoupling_k_mismatch(capsys, tmp_path):
+    _fails(["--blocks", "3", "--decoupling", "resnet152_k4.json", "--steps", "2", "--plain"], capsys, tmp_path,
+           "which has K = 4 blocks")
+
+
+def test_port_in_use(capsys, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        _fails(["--blocks", "3", *BASE, "--port", str(port)], capsys, tmp_path, f"--port {port} is already in use")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() >= 3, reason="needs fewer than 3 CUDA devices")
+def test_devices_beyond_what_exists(capsys, tmp_path):
+    _fails(["--blocks", "3", *BASE, "--devices", "cuda:0,cuda:1,cuda:2"], capsys, tmp_path, "does not exist")
+
+
+def test_device_list_length(capsys, tmp_path):
+    _fails(["--blocks", "3", *BASE, "--devices", "cpu,cpu"], capsys, tmp_path, "lists 2 device(s)")
+
+
+def test_core_sets_are_disjoint_or_round_robin():
+    assert core_sets(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
+    # More blocks than cores (4 blocks on a 2-core machine): cores are shared round-robin.
+    assert core_sets(4, [0, 1]) == [[0], [1], [0], [1]]

@@ -1,0 +1,28 @@
+"""Two torchrun 'nodes' on loopback (c10d rendezvous) form one pipelined run of K = 3 blocks."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, free_port, kill_session, pipeline_weights, start
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
+
+
+def test_two_torchrun_nodes_form_one_run(tmp_path, reference):
+    _, want = reference
+    run_dir = tmp_path / "run"
+    port = free_port()
+    common = ["--nnodes", "2", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pipeline-test", "--max-restarts", "0"]
+    args = [*RUN_ARGS, "--out", str(run_dir)]
+    nodes = [start(args, torchrun=[*common, "--node-rank", str(rank)]) for rank in (0, 1)]
+    try:
+        outs = [node.communicate(timeout=120) for node in nodes]
+        for node, (_, err) in zip(nodes, outs):
+            assert node.returncode == 0, err[-3000:]
+    finally:
+        for node in nodes:
+            kill_session(node)
+    # World size 4 = coordinator + 3 blocks, two processes per "node": one of them printed the result.
+    assert sum("test accuracy" in out for out, _ in outs) == 1
+    assert_same_weights(pipeline_weights(run_dir, STEPS), want)
