@@ -7,6 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+# TensorPipe logs every closed connection as a C++ warning while a failed run tears down; the
+# coordinator reports the cause in one line instead. Set before torch loads (children inherit it).
+os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -20,7 +24,7 @@ from sedona_runtime.utils.errors import SedonaError
 # Defaults that make the README's main job (ResNet-152, K = 4, embedded digits) finish in a few
 # minutes on a 2-core machine; every one can be overridden.
 DEMO_WIDTH = 0.25
-DEMO_IMAGE_SIZE = 16
+DEMO_IMAGE_SIZE = 8  # the digits are 8x8: no upscaling
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
     p.add_argument("--devices", default="auto", help="auto (cuda:i per block when GPUs exist, else CPU core sets), "
                                                      "cpu, cuda, or a comma list with one device per block")
     p.add_argument("--threads", type=int, default=0, help="torch threads per block (0: one per core of its set)")
@@ -171,7 +176,7 @@ def _report(console: Console, summary: dict, out: str) -> None:
         console.print(f"aux ensemble: top-1 error {test['ensemble_top1_error']:.2%}, "
                       f"top-5 error {test['ensemble_top5_error']:.2%}")
     console.print(f"wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
-                  f"run directory {out}")
+                  f"run directory {out}", soft_wrap=True)
 
 
 def run(argv: list[str] | None) -> int:
@@ -189,7 +194,7 @@ def run(argv: list[str] | None) -> int:
     else:
         reporter = PlainPipelineReporter(console, every=max(1, (pcfg.train.steps or 400) // 10))
     try:
-        summary = run_pipeline(pcfg, reporter)
+        summary = run_pipeline(pcfg, reporter, overwrite=args.overwrite)
     finally:
         reporter.close()
     _report(console, summary, pcfg.train.out_dir)

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--random-beta", action="store_true", default=None,
                    help="also write Table 4's baseline: the learned alpha with random beta")
     p.add_argument("--blocks", type=_ints, help="K values to write decouplings for (default 2,4,8,16; K <= layers)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 100)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500; also at phase ends)")
     p.add_argument("--config", help="a search config JSON (e.g. a previous run's config.json); options override it")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")

@@ -33,6 +33,10 @@ class PeerError(ChannelError):
 class SendChannel(abc.ABC):
     """The sending end of a bounded FIFO channel.
 
+    The block loop (worker.Stage.loop) and the coordinator's feed use only these two interfaces;
+    rpc_channel.py implements them over torch.distributed.rpc, and a c10d send/recv transport
+    would implement the same two classes without touching the blocks.
+
     `put` may return before the receiver has the item (a bounded window of unacknowledged puts
     keeps the sender busy while the transfer completes), but never lets more than the receiver's
     queue depth plus the window pile up: a full receiver blocks the sender (backpressure).

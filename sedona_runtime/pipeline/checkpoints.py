@@ -63,3 +63,10 @@ def load_block(checkpoints: Path, step: int, index: int) -> dict:
     if int(payload["step"]) != step:
         raise SedonaError(f"{block_path(checkpoints, step, index)} holds step {payload['step']}, expected {step}")
     return payload
+
+
+def remove_all(checkpoints: Path) -> None:
+    """Delete every pipeline checkpoint (the commit record first, so no reader sees a partial set)."""
+    checkpoints = Path(checkpoints)
+    (checkpoints / COMMIT).unlink(missing_ok=True)
+    shutil.rmtree(checkpoints / "blocks", ignore_errors=True)

@@ -19,7 +19,7 @@ class PipelineConfig:
     threads: int = 0                # torch threads per block (0: one per core of its core set)
     timeout: float = 300.0          # bound on every single wait (a step, a put, a checkpoint)
     heartbeat: float = 0.5          # liveness ping interval; a silent peer fails the run
-    heartbeat_timeout: float = 5.0  # a peer that does not answer a ping this fast is dead
+    heartbeat_timeout: float = 15.0  # a peer that cannot answer a ping this long is lost (a dead one fails at once)
     resume: bool = False
     port: int = 0                   # loopback port for the self-launched group (0: a free one)
 

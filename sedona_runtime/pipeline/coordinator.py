@@ -51,17 +51,26 @@ class PipelineReporter(Reporter):
 
 
 class Coordinator:
-    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed)."""
+    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed).
+
+    Evaluation gathers the weights rather than asking the blocks to evaluate: at each validation
+    point a 'snapshot' marker travels down the pipe and every block sends its weights at exactly that
+    step; the coordinator loads them into its own copy of the blocks and runs training.evaluate (the
+    classifier and the auxiliary ensemble), the very code the single-process trainer runs, while the
+    blocks keep training. The test set is evaluated the same way on the final weights.
+    """
 
     def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, init_method: str,
                  reporter: PipelineReporter | None = None,
-                 child_failure: Callable[[], tuple[int, str] | None] | None = None) -> None:
+                 child_failure: Callable[[], tuple[int, str] | None] | None = None,
+                 notes: list[str] | None = None) -> None:
         self.pcfg, self.parts, self.run_dir = pcfg, parts, run_dir
         self.cfg = parts.cfg
         self.K = pcfg.blocks
         self.world_size, self.init_method = world_size, init_method
         self.reporter = reporter or PipelineReporter()
         self.child_failure = child_failure or (lambda: None)
+        self.notes = list(notes or [])
         self.timeout = pcfg.timeout
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = getattr(torch, self.cfg.dtype)
@@ -111,7 +120,7 @@ class Coordinator:
         """Train to the end (or fail with PipelineFailed naming the block); returns the summary."""
         t_start = time.perf_counter()
         connected = False
-        notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n]
+        notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     f"{self.K} processes", notes))
         try:

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 
 from sedona_runtime.pipeline import checkpoints as ckpt
-from sedona_runtime.pipeline.affinity import core_sets, parse_devices, resolve_device
+from sedona_runtime.pipeline.affinity import available_cores, core_sets, parse_devices, resolve_device
 from sedona_runtime.pipeline.collector import DIED, EXITED
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import Coordinator, PipelineFailed, PipelineReporter
 from sedona_runtime.pipeline.worker import Placement, run_stage
-from sedona_runtime.training.config import TrainConfig, resolve_defaults
+from sedona_runtime.training.config import resolve_defaults
 from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
 
@@ -173,8 +173,11 @@ class Children:
 
 
 def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
-                 world: World | None = None) -> dict | int:
-    """Run this process's part: the coordinator returns the summary, a block process its exit code."""
+                 world: World | None = None, overwrite: bool = False) -> dict | int:
+    """Run this process's part: the coordinator returns the summary, a block process its exit code.
+
+    `overwrite` replaces a previous run in the output directory (its checkpoints, metrics, summary).
+    """
     from sedona_runtime.training.greedy import build_parts, make_stream
     from sedona_runtime.training.run_dir import RunDir
 
@@ -187,7 +190,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
         return run_stage(pcfg, world.rank, world.size, "env://", place)
 
     run = RunDir(pcfg.train.out_dir)
-    record = _prepare(run, pcfg.resume)
+    record = _prepare(run, pcfg.resume, overwrite)
     parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"))  # bad decoupling/data fail here
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
@@ -195,18 +198,19 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
                 "data_note": getattr(parts.bundle, "note", ""),
                 "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
+    init_method = f"tcp://127.0.0.1:{check_port(pcfg.port)}" if mode == "spawn" else "env://"
     if record is not None:
         _check_resume(run, resolved)
     else:
         run.write_config(resolved)
 
     children = Children()
-    if mode == "spawn":
-        port = check_port(pcfg.port)
-        init_method = f"tcp://127.0.0.1:{port}"
-    else:
-        init_method = "env://"
-    coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, init_method, reporter, children.failure)
+    notes = []
+    places = _placements(pcfg, explicit) if mode == "spawn" else []
+    if places and all(p.device == "cpu" for p in places) and pcfg.blocks > len(available_cores()):
+        notes.append(f"{pcfg.blocks} blocks share {len(available_cores())} CPU cores round-robin: they run, "
+                     "but do not each get a core of their own")
+    coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, init_method, reporter, children.failure, notes)
     if record is not None:
         coord.start_step = int(record["step"])
         coord.best_val, coord.best_step = record.get("best_val"), record.get("best_step")
@@ -214,26 +218,34 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     ok = False
     try:
         if mode == "spawn":
-            children.start(pcfg, init_method, _placements(pcfg, explicit))
-        summary = coord.run(make_stream(parts))
+            children.start(pcfg, init_method, places)
+        try:
+            summary = coord.run(make_stream(parts))
+        except PipelineFailed as exc:
+            last = ckpt.committed(run.checkpoints)
+            where = (f"checkpoint of step {last['step']} kept in {run.checkpoints} (continue with --resume)"
+                     if last else "no checkpoint had been committed")
+            raise PipelineFailed(f"{exc}; {where}") from None
         ok = True
         return summary
     finally:
         children.reap(30.0 if ok else 5.0)  # after a failure the blocks were told to stop
 
 
-def _prepare(run, resume: bool) -> dict | None:
+def _prepare(run, resume: bool, overwrite: bool = False) -> dict | None:
     """Check the run directory before anything starts; the committed checkpoint record when resuming."""
-    run.path.mkdir(parents=True, exist_ok=True) if resume else None
     record = ckpt.committed(run.checkpoints) if run.checkpoints.is_dir() else None
     if resume:
         if record is None:
             raise SedonaError(f"cannot resume: no committed pipeline checkpoint in {run.checkpoints}")
         return record
-    if record is not None or run.summary.is_file() or run.last_checkpoint.is_file():
+    if overwrite and record is not None:
+        ckpt.remove_all(run.checkpoints)
+        record = None
+    if record is not None:
         raise SedonaError(f"output directory {run.path} already holds a run; "
-                          "pass --resume to continue it or choose another --out")
-    run.prepare(resume=False)
+                          "pass --resume to continue it, --overwrite to replace it, or choose another --out")
+    run.prepare(resume=False, overwrite=overwrite)  # the single-process files (and their checks)
     return None
 
 

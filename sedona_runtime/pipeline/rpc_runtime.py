@@ -11,7 +11,6 @@ import torch
 import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline.rpc_channel import _rpc_abort, _rpc_ping, _short
-from sedona_runtime.pipeline.stop import STOP
 
 log = logging.getLogger(__name__)
 

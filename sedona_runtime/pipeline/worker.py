@@ -7,7 +7,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed.rpc as rpc
@@ -21,6 +20,7 @@ from sedona_runtime.pipeline.metrics import BlockMeter
 from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel, _short
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, block_name, coordinator_name, start_rpc, stop_rpc
 from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.utils.errors import SedonaError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class Stage:
                     self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
             elif isinstance(item, Marker):
                 self.on_marker(item)
-        self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
+        if self.runner.step % log_every:  # the last interval, unless it was just reported
+            self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
         if self.out is not None:
             self.out.close(self.timeout)
         self.report("final", self.runner.step, _cpu_state(self.runner.block.state_dict()))
@@ -162,8 +163,9 @@ class Stage:
             return self._fail(("upstream", exc.origin, exc.message), connected)
         except ChannelError as exc:
             return self._fail(("error", f"{block_name(self.index)}:channel", str(exc)), connected)
-        except Exception as exc:  # a bug or bad data in this block: name it, with the real traceback in the log
-            log.error("%s failed:\n%s", block_name(self.index), traceback.format_exc())
+        except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
+            if not isinstance(exc, SedonaError):
+                log.error("%s failed:\n%s", block_name(self.index), traceback.format_exc())
             return self._fail(("error", block_name(self.index), f"{type(exc).__name__}: {_short(exc)}"), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:

@@ -44,7 +44,7 @@ class SearchConfig:
     random_beta: bool = False  # ... and the learned alpha with random beta
     seed: int = 0
     device: str = "auto"
-    checkpoint_every: int = 100  # steps between checkpoints (either phase); 0: only at phase ends
+    checkpoint_every: int = 500  # steps between checkpoints (either phase); 0: only at phase ends and stops
 
     def validate(self) -> None:
         """SedonaError naming the first bad field."""

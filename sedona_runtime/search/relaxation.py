@@ -167,14 +167,21 @@ def relax_model(
     label_smoothing: float,
 ) -> RelaxedNet:
     """The relaxation of a zoo network: every pool head after every layer but the last (Eq. 3)."""
+    from sedona_runtime.heads.base import Head, HeadSpec
     from sedona_runtime.heads.registry import build_head
-    from sedona_runtime.heads.base import HeadSpec
     from sedona_runtime.models.layered import layer_output_shapes
+    from sedona_runtime.utils.errors import SedonaError
 
     shapes = layer_output_shapes(model, input_shape)
     heads = []
     for l, (c, h, _) in enumerate(shapes[:-1]):
         spec = HeadSpec(in_channels=c, in_size=h, num_classes=num_classes, width=head_width,
                         nc=model.layer_head_channels(l))
-        heads.append([build_head(name, spec) for name in head_pool])
+        pool = [build_head(name, spec) for name in head_pool]
+        for name, head in zip(head_pool, pool):
+            # Eq. 3 mixes head outputs under one cross-entropy; a head with its own loss has no place in it.
+            if type(head).local_loss is not Head.local_loss:
+                raise SedonaError(f"head_pool: {name} computes its own local loss, but the relaxation mixes "
+                                  "head logits under cross-entropy (Eq. 3); use cross-entropy heads (aux1..aux4, mlp_sr)")
+        heads.append(pool)
     return RelaxedNet(list(model.layers), model.classifier, heads, label_smoothing=label_smoothing)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -14,11 +13,12 @@ from sedona_runtime.data import BatchStream, build_data, eval_batches
 from sedona_runtime.heads.registry import head_width_for
 from sedona_runtime.models.registry import build_model
 from sedona_runtime.search.bilevel import Bilevel, InnerSettings, cosine_lr, inner_optimizer, weight_step
-from sedona_runtime.search.config import RESUME_FREE, SearchConfig
+from sedona_runtime.search.config import SearchConfig
 from sedona_runtime.search.export import valid_blocks, write_results
 from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
+from sedona_runtime.search.resume import check_resumable, deferred_interrupt
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
@@ -52,7 +52,7 @@ class SearchRunner:
         self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
         self.run_dir.prepare(resume=resume, overwrite=overwrite)
         if resume:
-            _check_resumable(self.run_dir.read_config(), to_dict(cfg))
+            check_resumable(self.run_dir.read_config(), to_dict(cfg))
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.data = build_data(cfg.data)
@@ -96,21 +96,29 @@ class SearchRunner:
 
     # -- the two phases -------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> SearchResult | None:
-        """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped."""
+        """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped.
+
+        Ctrl-C finishes the current step, checkpoints, then raises KeyboardInterrupt, so that a
+        resumed search continues exactly there (a second Ctrl-C interrupts at once).
+        """
         end = self.total if stop_after is None else min(self.total, stop_after)
         self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
                     "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
-        while self.step < end:
-            if self.step < self.pretrain_steps:
-                self._pretrain_step()
-            else:
-                self._outer_step()
-            self._track_memory()
-            every = self.cfg.checkpoint_every
-            if (every and self.step % every == 0) or self.step == self.pretrain_steps:
-                self._save()
+        with deferred_interrupt() as interrupted:
+            while self.step < end:
+                if self.step < self.pretrain_steps:
+                    self._pretrain_step()
+                else:
+                    self._outer_step()
+                self._track_memory()
+                every = self.cfg.checkpoint_every
+                if interrupted.is_set():
+                    self._save()
+                    raise KeyboardInterrupt
+                if (every and self.step % every == 0) or self.step == self.pretrain_steps:
+                    self._save()
+        self._save()  # where it stopped, or the finished state
         if self.step < self.total:
-            self._save()
             return None
         return self._finish()
 
@@ -223,7 +231,7 @@ class SearchRunner:
             import psutil
 
             self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
-        except ImportError:  # psutil is a dependency; a missing one only loses the figure
+        except ImportError:  # psutil is a dependency; without it only the peak-RSS figure is lost
             pass
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -257,22 +265,3 @@ class SearchRunner:
         self.timing, self.peak_rss, self.last_val = ck["timing"], ck["peak_rss"], ck["last_val"]
         self.run_dir.truncate_metrics(self.step)  # steps after the checkpoint are recomputed
         log.info("resumed the search at step %d of %d", self.step, self.total)
-
-
-def _check_resumable(saved: dict, now: dict) -> None:
-    """SedonaError naming the first setting that differs from the stopped search's."""
-    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved), flat(now)
-    # The model's num_classes/stem/in_channels were resolved from the data when the search began.
-    derived = {"model.num_classes", "model.stem", "model.in_channels"}
-    for key in sorted(set(a) | set(b)):
-        if key in RESUME_FREE or key in derived:
-            continue
-        if a.get(key) != b.get(key):
-            raise SedonaError(f"cannot resume: {key} was {a.get(key)!r}, now {b.get(key)!r} "
-                              "(resume with the same settings, or start over with --overwrite)")

@@ -60,3 +60,17 @@ def test_core_sets_are_disjoint_or_round_robin():
     assert core_sets(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
     # More blocks than cores (4 blocks on a 2-core machine): cores are shared round-robin.
     assert core_sets(4, [0, 1]) == [[0], [1], [0], [1]]
+
+
+def test_existing_run_is_not_overwritten_silently(capsys, tmp_path):
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "pipeline.json").write_text('{"step": 6, "blocks": 3}')
+    code = main(["--blocks", "3", *BASE, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a run" in err and "--overwrite" in err, err
+    assert (ck / "pipeline.json").is_file()
+
+
+def test_resume_needs_a_committed_checkpoint(capsys, tmp_path):
+    _fails(["--blocks", "3", *BASE, "--resume"], capsys, tmp_path, "config.json")  # nothing to resume

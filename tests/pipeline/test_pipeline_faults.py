@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from pipeline_helpers import (CKPT, RUN_ARGS, STEPS, assert_same_weights, committed_step, kill_session,
-                              pipeline_weights, start, tree, wait_gone)
+                              pipeline_weights, start, wait_gone)
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(170)]
 
@@ -81,3 +81,18 @@ def test_ctrl_c_stops_every_process(tmp_path):
     finally:
         kill_session(proc)
     assert committed_step(run_dir) is not None
+
+
+def test_block_that_raises_is_named(tmp_path):
+    # A learning rate this large makes a loss non-finite within a few steps: a real error raised
+    # inside a block process, which must reach the coordinator with the block's name and message.
+    run_dir = tmp_path / "run"
+    proc = start([*RUN_ARGS, "--out", str(run_dir), "--lr", "1e12"])
+    try:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 1, err[-3000:]
+        assert not wait_gone(proc.pid, 10), "processes left behind"
+    finally:
+        kill_session(proc)
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert "failed: NonFiniteLossError: non-finite loss" in line and line.startswith("error: block"), err[-3000:]
