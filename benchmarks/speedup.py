@@ -22,9 +22,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
-from speedup_lib.planned import planned_spec, profile_cost_model, predicted  # noqa: E402
+from speedup_lib.planned import planned_spec, predicted, profile_cost_model, resolve  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
 
+from sedona_runtime.planning.predict import ideal_speedup  # noqa: E402
 from sedona_runtime.utils.config import to_dict  # noqa: E402
 from sedona_runtime.utils.errors import SedonaError  # noqa: E402
 from sedona_runtime.utils.io import atomic_write_json  # noqa: E402
@@ -62,7 +63,8 @@ def _cuda() -> bool:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse(argv)
-    console = Console(stderr=False)
+    # Wide enough that table rows and figures stay one line each when the output is a file or pipe.
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     try:
         return run(args, console)
     except SedonaError as exc:
@@ -89,8 +91,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print("profiling every layer and head on one device ...")
     cm, profile = profile_cost_model(bc, cores[0])
     atomic_write_json(out / "profile.json", profile)
-    specs = [] if args.no_defaults else [planned_spec(bc, cm, out), f"dgl:{bc.blocks}", f"sedona:{bc.blocks}"]
-    specs += args.decoupling
+    labels: dict[str, str] = {}
+    specs = []
+    if not args.no_defaults:
+        planned = planned_spec(bc, cm, out)
+        labels[planned] = "planned (fastest cut)"
+        specs += [planned, f"dgl:{bc.blocks}"]
+        try:
+            resolve(bc, f"sedona:{bc.blocks}")
+            specs.append(f"sedona:{bc.blocks}")
+        except SedonaError as exc:  # no shipped search for this arch: say so, measure the rest
+            console.print(f"[yellow]note[/]: {exc}")
+    specs += [s for s in args.decoupling if s not in specs]
     if not specs:
         raise SedonaError("nothing to measure: give --decoupling or drop --no-defaults")
     preds = {s: predicted(bc, cm, s) for s in specs}
@@ -111,7 +123,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             pipe_runs[s].append(time_pipeline(bc, s))
             console.print(f"    ({time.perf_counter() - t0:.1f}s with process start-up)")
 
-    result = summarize(bc, base_runs, pipe_runs, preds, profile)
+    result = summarize(bc, base_runs, pipe_runs, preds, profile, labels)
     atomic_write_json(out / "results.json", result)
     result_pngs = save_pngs(result, out)
     show(console, result, out, result_pngs)
@@ -119,7 +131,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[dict]], preds: dict,
-              profile: dict) -> dict:
+              profile: dict, labels: dict[str, str] | None = None) -> dict:
     """Medians and ratios of one benchmark run, every sample kept."""
     base_step = statistics.median(r["step_s"] for r in base_runs)
     decs = []
@@ -127,12 +139,18 @@ def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[
         step = statistics.median(r["step_s"] for r in runs)
         K = len(runs[0]["blocks"])
         block_steps = [statistics.median(r["blocks"][i]["step_s"] for r in runs) for i in range(K)]
-        ideal = base_step / max(block_steps)
+        ideal = ideal_speedup(base_step, block_steps)  # the planner's formula, fed measured times
+        predicted_steps = [b["cost"] for b in preds[s]["breakdown"]["blocks"]]
+        blocks = []
+        for i in range(K):
+            blocks.append(dict(runs[0]["blocks"][i], step_s=block_steps[i], predicted_step_s=predicted_steps[i],
+                               # > 1: the block ran slower in the pipeline than its pieces did alone
+                               slowdown_vs_profile=block_steps[i] / predicted_steps[i]))
         decs.append({
-            "name": s, "decoupling": preds[s]["blocks"], "step_s": step, "samples_per_s": bc.batch_size / step,
+            "name": (labels or {}).get(s, s), "spec": s, "decoupling": preds[s]["blocks"],
+            "step_s": step, "samples_per_s": bc.batch_size / step,
             "speedup": base_step / step, "ideal_speedup": ideal, "efficiency": (base_step / step) / ideal,
-            "predicted_speedup": preds[s]["speedup"], "predicted": preds[s],
-            "blocks": [dict(runs[0]["blocks"][i], step_s=block_steps[i]) for i in range(K)],
+            "predicted_speedup": preds[s]["speedup"], "predicted": preds[s], "blocks": blocks,
             "samples_step_s": [r["step_s"] for r in runs], "timeline": runs[0]["timeline"],
         })
     return {
@@ -146,17 +164,32 @@ def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[
 
 
 def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
-    table = Table(title="greedy pipeline vs single-process backprop (medians)")
+    table = Table(title="greedy pipeline vs single-process backprop (medians; predicted = from the 1-device profile)")
     for h in HEADER:
-        table.add_column(h, justify="left" if h == "run" else "right")
+        table.add_column(h, justify="left" if h == "run" else "right", no_wrap=True)
     for row in table_rows(result):
         table.add_row(*row)
     console.print(table)
+    console.print("per block, per step (ms): busy in the pipeline / predicted from the profile, waiting for "
+                  "input, waiting for queue space, sending")
     for d in result["decouplings"]:
-        blocks = ", ".join(f"b{b['block']} {b['step_s'] * 1e3:.1f}ms busy"
-                           f"/{b['wait_in_s_per_step'] * 1e3:.1f}ms wait-in" for b in d["blocks"])
-        console.print(f"  {d['name']}: {blocks}")
+        console.print(f"  {d['name']}: cut {d['decoupling']}")
+        for b in d["blocks"]:
+            ph = " ".join(f"{k} {v * 1e3:.1f}" for k, v in b["phases_s"].items())
+            console.print(f"    block {b['block']}: busy {b['step_s'] * 1e3:.1f} / {b['predicted_step_s'] * 1e3:.1f}"
+                          f" ({ph}), wait-in {b['wait_in_s_per_step'] * 1e3:.1f}, wait-out "
+                          f"{b['wait_out_s_per_step'] * 1e3:.1f}, send {b['transfer_s_per_step'] * 1e3:.1f}, "
+                          f"queue {b['queue_depth_mean']:.1f}")
+        console.print(f"    {verdict(d)}")
     console.print(f"results: {out / 'results.json'}" + (f"; pictures: {', '.join(pngs)}" if pngs else ""))
+
+
+def verdict(d: dict) -> str:
+    """Where the time goes: imbalance (ideal < K) or the runtime (efficiency < 1)."""
+    K = len(d["blocks"])
+    slow = max(d["blocks"], key=lambda b: b["step_s"])
+    return (f"the slowest block ({slow['block']}) allows {d['ideal_speedup']:.2f}x of the {K}x that {K} "
+            f"devices could give (imbalance and head cost); the runtime delivers {d['efficiency']:.0%} of that")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -95,8 +94,32 @@ def time_baseline(bc: BenchConfig, cores: list[int]) -> dict[str, Any]:
             "peak_memory_bytes": runner.peak_memory}
 
 
-def time_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
-    """The K-process greedy pipeline: timed window from the timeline of the last block, plus per-block profile."""
+def time_pipeline(bc: BenchConfig, decoupling: str, timeout: float = 900.0) -> dict[str, Any]:
+    """The K-process greedy pipeline, run from a fresh process (see child.py): timed window and profile."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sedona_runtime.utils.errors import SedonaError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config, out = Path(tmp) / "bench.json", Path(tmp) / "result.json"
+        config.write_text(json.dumps(dataclasses.asdict(bc)))
+        child = Path(__file__).with_name("child.py")
+        try:
+            proc = subprocess.run([sys.executable, str(child), str(config), decoupling, str(out)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SedonaError(f"pipeline run of {decoupling!r} did not finish within {timeout:.0f}s") from None
+        if proc.returncode != 0 or not out.exists():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            raise SedonaError(f"pipeline run of {decoupling!r} failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out.read_text())
+
+
+def measure_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
+    """Run the pipeline in this process (once per process: RPC cannot be joined twice)."""
     from sedona_runtime.pipeline.config import PipelineConfig
     from sedona_runtime.pipeline.launcher import World, run_pipeline
 
@@ -104,7 +127,7 @@ def time_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
         cfg = train_config(bc, decoupling, os.path.join(tmp, "run"))
         pcfg = PipelineConfig(train=cfg, blocks=bc.blocks, queue_depth=bc.queue_depth,
                               devices="cpu" if bc.device == "cpu" else "auto", timeline=True)
-        summary = run_pipeline(pcfg, world=World(rank=0, size=1, local_rank=0))
+        summary = run_pipeline(pcfg, world=World(size=1, rank=0, local_rank=0, local_size=1))
     return pipeline_figures(bc, summary)
 
 
@@ -130,31 +153,10 @@ def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
             "phases_s": phases,
             "wait_in_s_per_step": stats.get("total_wait_in_s", 0.0) / max(1, stats.get("step", 1)),
             "wait_out_s_per_step": stats.get("total_wait_out_s", 0.0) / max(1, stats.get("step", 1)),
-            "transfer_s_per_step": stats.get("transfer_s", 0.0) / max(1, stats.get("step", 1)),
-            "queue_depth_mean": stats.get("queue_depth_mean", stats.get("queue_depth", 0)),
+            "transfer_s_per_step": stats.get("total_transfer_s", 0.0) / max(1, stats.get("step", 1)),
+            "queue_depth_mean": stats.get("queue_depth_mean", 0.0),
             "busy_frac": busy / window if window else None,
             "peak_memory_bytes": stats.get("peak_memory", 0),
         })
     return {"wall_s": window, "step_s": window / n if window else None, "blocks": blocks,
             "timeline": {str(i): timeline[i] for i in timeline}}
-
-
-@dataclass
-class Repeated:
-    """Medians over repetitions, keeping every sample."""
-
-    samples: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-
-def median_of(runs: list[dict], key: str) -> float:
-    """Median of `key` over runs (ignoring missing values)."""
-    vals = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(vals) if vals else float("nan")
-
-
-def replace(bc: BenchConfig, **kw: Any) -> BenchConfig:
-    return dataclasses.replace(bc, **kw)

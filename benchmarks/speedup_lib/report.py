@@ -59,10 +59,7 @@ def save_pngs(result: dict, out: Path) -> list[str]:
         ax.set_title(f"{d['name']}: busy (bars) and idle (gaps), one repetition", fontsize=9)
         ax.set_xlabel("seconds")
     fig.tight_layout()
-    path = out / "timeline.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    written.append(_save(fig, out / "timeline.png"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = [d["name"] for d in decs]
@@ -78,8 +75,20 @@ def save_pngs(result: dict, out: Path) -> list[str]:
                  f"batch {result['config']['batch_size']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "speedup.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(str(path))
+    written.append(_save(fig, out / "speedup.png"))
     return written
+
+
+def _save(fig: Any, path: Path) -> str:
+    """Render to memory, then write atomically: a crash never leaves half a PNG."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from sedona_runtime.utils.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return str(path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -15,7 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sedona_runtime.data.config import DATASETS
+from sedona_runtime.cli._common import OneLineParser, run_main
+from sedona_runtime.cli.display import fmt_mib, memory_kind, memory_label, print_summary
+from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
 from sedona_runtime.training.display import RunInfo
@@ -27,37 +28,19 @@ DEMO_WIDTH = 0.25
 DEMO_IMAGE_SIZE = 8  # the digits are 8x8: no upscaling
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise SedonaError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="torchrun launch/greedy.py",
-                description="Train a network block by block with one process per block (pipelined over "
-                            "torch.distributed RPC). Run under torchrun with 1 process (it starts the K blocks "
-                            "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
+    p = OneLineParser(prog="torchrun launch/greedy.py",
+                     description="Train a network block by block with one process per block (pipelined over "
+                                 "torch.distributed RPC). Run under torchrun with 1 process (it starts the K blocks "
+                                 "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
     p.add_argument("--blocks", type=int, required=True, help="K: number of blocks/processes (= the decoupling's K)")
     p.add_argument("--decoupling", required=True,
                    help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or sedona:K")
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
-    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
-    p.add_argument("--data-dir")
-    p.add_argument("--image-size", type=int, help=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, else 32)")
-    p.add_argument("--width", type=float, help=f"channel width multiplier (default {DEMO_WIDTH} on digits, else 1)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--final-lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--optimizer", choices=("sgd", "adam"))
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
-    p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None)
+    add_training_options(p, image_size=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, else 32)",
+                         width=f"channel width multiplier (default {DEMO_WIDTH} on digits, else 1)")
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
@@ -84,8 +67,6 @@ def _default_arch(decoupling: str) -> str:
 
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
-    from sedona_runtime.cli.train import build_config as train_config
-
     if args.arch is None and not args.resume:
         args.arch = _default_arch(args.decoupling)
     if (args.dataset or "digits") == "digits" and not args.resume:
@@ -101,10 +82,6 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(train=cfg, blocks=args.blocks, queue_depth=args.queue_depth, window=args.window,
                           devices=args.devices, threads=args.threads, timeout=args.timeout, resume=args.resume,
                           port=args.port)
-
-
-def _fmt_bytes(n: float) -> str:
-    return f"{n / 2**20:.0f} MiB"
 
 
 class PlainPipelineReporter(PipelineReporter):
@@ -136,29 +113,41 @@ class PlainPipelineReporter(PipelineReporter):
 
 
 class RichPipelineReporter(PipelineReporter):
-    """A live table: per block its step, loss, throughput, busy and waiting time, queue depth, memory."""
+    """A live table: per block its step, loss, throughput, busy and waiting time, queue depth, peak memory.
 
-    def __init__(self, console: Console) -> None:
+    `memory_kinds` (one per block) names the memory column: peak RSS on CPU, peak CUDA allocation on
+    GPU; with blocks on both, each cell says which it is.
+    """
+
+    def __init__(self, console: Console, memory_kinds: list[str]) -> None:
         self.console = console
         self.live = Live(console=console, refresh_per_second=4, transient=False)
         self.val = ""
         self.names: list[str] = []
+        self.kinds = memory_kinds
+        self.mixed = len(set(memory_kinds)) > 1
 
     def start(self, info: RunInfo) -> None:
         self.names = info.blocks
         for line in info.notes:
-            self.console.print(f"  {line}")
+            self.console.print(f"  {line}", markup=False, highlight=False)
         self.live.start()
 
+    def _memory(self, i: int, n: int) -> str:
+        if not self.mixed:
+            return fmt_mib(n)
+        return f"{fmt_mib(n)} {'CUDA' if self.kinds[i - 1] == 'cuda_max_allocated' else 'RSS'}"
+
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
+        mem_col = "peak memory" if self.mixed or not self.kinds else memory_label(self.kinds[0])
         t = Table(title=f"fed {fed}/{total}{self.val}", title_justify="left")
-        for col in ("block", "step", "loss", "samples/s", "busy", "wait in", "wait out", "queue", "memory"):
+        for col in ("block", "step", "loss", "samples/s", "busy", "wait in", "wait out", "queue", mem_col):
             t.add_column(col, justify="left" if col == "block" else "right")
         for i, s in sorted(stats.items()):
             name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
             t.add_row(name, str(s["step"]), f"{s['loss']:.4f}", f"{s['samples_per_s']:.0f}",
                       f"{s['busy_frac']:.0%}", f"{s['total_wait_in_s']:.1f}s", f"{s['total_wait_out_s']:.1f}s",
-                      str(s["queue_depth"]), _fmt_bytes(s["peak_memory"]))
+                      str(s["queue_depth"]), self._memory(i, s["peak_memory"]))
         self.live.update(t)
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
@@ -168,15 +157,12 @@ class RichPipelineReporter(PipelineReporter):
         self.live.stop()
 
 
-def _report(console: Console, summary: dict, out: str) -> None:
-    test = summary["test"]
-    console.print(f"[bold]test accuracy {1 - test['top1_error']:.2%}[/bold]  (top-1 error {test['top1_error']:.2%}, "
-                  f"top-5 error {test['top5_error']:.2%}, {test['samples']} images)")
-    if test.get("ensemble_top1_error") is not None:
-        console.print(f"aux ensemble: top-1 error {test['ensemble_top1_error']:.2%}, "
-                      f"top-5 error {test['ensemble_top5_error']:.2%}")
-    console.print(f"wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
-                  f"run directory {out}", soft_wrap=True)
+def block_memory_kinds(pcfg: PipelineConfig) -> list[str]:
+    """Per block, the peak-memory kind it reports, from where the launcher puts it on this machine."""
+    from sedona_runtime.pipeline.affinity import parse_devices, resolve_device
+
+    explicit = parse_devices(pcfg.devices, pcfg.blocks)
+    return [memory_kind(str(resolve_device(pcfg.devices, i, explicit))) for i in range(pcfg.blocks)]
 
 
 def run(argv: list[str] | None) -> int:
@@ -185,33 +171,25 @@ def run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     pcfg = build_config(args)
     rank = int(os.environ.get("RANK", "0"))
-    console = Console()
+    console = Console(soft_wrap=True)  # long paths stay on one line in logs
     if rank != 0:
         return int(run_pipeline(pcfg))
     reporter: PipelineReporter
     if console.is_terminal and not args.plain:
-        reporter = RichPipelineReporter(console)
+        reporter = RichPipelineReporter(console, block_memory_kinds(pcfg))
     else:
         reporter = PlainPipelineReporter(console, every=max(1, (pcfg.train.steps or 400) // 10))
     try:
         summary = run_pipeline(pcfg, reporter, overwrite=args.overwrite)
     finally:
         reporter.close()
-    _report(console, summary, pcfg.train.out_dir)
+    print_summary(console, summary, pcfg.train.out_dir)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and a non-zero code otherwise."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(argv)
-    except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume (from the last committed checkpoint)", file=sys.stderr)
-        return 130
+    return run_main(run, argv, "interrupted; continue with --resume (from the last committed checkpoint)")
 
 
 if __name__ == "__main__":  # pragma: no cover

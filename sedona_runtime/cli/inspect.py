@@ -9,32 +9,19 @@ from rich.console import Console
 from rich.table import Table
 
 from sedona_runtime.analysis.costs import model_costs
+from sedona_runtime.cli._common import PRESETS, OneLineParser, run_main
 from sedona_runtime.models.registry import ModelConfig, list_models
 from sedona_runtime.utils.errors import SedonaError
 
-# dataset -> (stem, input size, classes)
-DATASETS = {
-    "digits": ("cifar", 32, 10),
-    "cifar10": ("cifar", 32, 10),
-    "cifar100": ("cifar", 32, 100),
-    "tiny_imagenet": ("tiny_imagenet", 64, 200),
-    "imagenet": ("imagenet", 224, 1000),
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse would add the usage)
-        raise SedonaError(message)
-
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m sedona_runtime.inspect",
         description="Per-layer output shape, parameters and FLOPs (multiply-adds) of a network, and the "
         "cost of every auxiliary head attached after each layer.",
     )
     p.add_argument("--arch", required=True, help=f"architecture: {', '.join(list_models())}")
-    p.add_argument("--dataset", default="cifar10", help=f"picks stem, input size and classes: {', '.join(DATASETS)}")
+    p.add_argument("--dataset", default="cifar10", help=f"picks stem, input size and classes: {', '.join(PRESETS)}")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--num-classes", type=int, default=None, help="override the dataset's class count")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -70,11 +57,12 @@ def run(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.arch not in list_models():
         raise SedonaError(f"--arch: unknown architecture {args.arch!r} (known: {', '.join(list_models())})")
-    if args.dataset not in DATASETS:
-        raise SedonaError(f"--dataset: unknown dataset {args.dataset!r} (known: {', '.join(DATASETS)})")
+    if args.dataset not in PRESETS:
+        raise SedonaError(f"--dataset: unknown dataset {args.dataset!r} (known: {', '.join(PRESETS)})")
     if not 0 < args.width <= 16:
         raise SedonaError(f"--width: must be in (0, 16], got {args.width}")
-    stem, size, classes = DATASETS[args.dataset]
+    preset = PRESETS[args.dataset]
+    stem, size, classes = preset.stem, preset.image_size, preset.num_classes
     if args.num_classes is not None:
         if args.num_classes < 1:
             raise SedonaError(f"--num-classes: must be a positive integer, got {args.num_classes}")
@@ -93,11 +81,4 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with one `error:` line on bad input)."""
-    try:
-        return run(argv)
-    except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_main(run, argv)

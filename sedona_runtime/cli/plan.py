@@ -2,29 +2,37 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
+from sedona_runtime.cli._common import PRESETS, OneLineParser, run_main
 from sedona_runtime.utils.errors import SedonaError
 
-# Dataset presets: (stem, number of classes, input (C, H, W)) the FLOP counts are taken at.
-DATASETS = {
-    "imagenet": ("imagenet", 1000, (3, 224, 224)),
-    "tiny_imagenet": ("tiny_imagenet", 200, (3, 64, 64)),
-    "cifar10": ("cifar", 10, (3, 32, 32)),
-    "cifar100": ("cifar", 100, (3, 32, 32)),
-    "digits": ("cifar", 10, (3, 32, 32)),
-}
+# Decoupling specs built for a network (they need --arch); everything else is a file or a shipped name.
+_SPEC_KINDS = ("dgl", "predsim", "sedona")
+
+_EPILOG = (
+    "Files: unless --out and --png say otherwise, the chosen decoupling goes to planned_<name>_k<K>.json in "
+    "the current directory, its plan record beside it (planned_<name>_k<K>.plan.json) and the front to <out> with .png "
+    "(skipped with a note when matplotlib is missing); <name> is the decoupling's file name without .json, "
+    "or <arch>_<spec> for a spec (small_dgl4). --dry-run writes nothing. "
+    "No alpha: a decoupling that was not searched (dgl:K, predsim:K) is planned on compute only: every "
+    "boundary scores 0, so the front is the single most balanced cut; its heads are --head, else the one "
+    "head its blocks use."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m sedona_runtime.plan",
         description="Exact Pareto front of alpha score against predicted pipeline speedup over all K-block cuts, "
         "and the best-scoring cut that reaches a target speedup.",
+        epilog=_EPILOG,
     )
     p.add_argument("--decoupling", required=True,
                    help="decoupling file or shipped name (e.g. resnet101_k4); with --arch also dgl:K, sedona:K")
@@ -37,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-profile", help="with --measure: also write the measured profile JSON here")
     p.add_argument("--measure-iters", type=int, default=5, help="timed steps per piece with --measure (default 5)")
     p.add_argument("--measure-warmup", type=int, default=2, help="untimed steps first with --measure (default 2)")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="imagenet",
+    p.add_argument("--dataset", choices=sorted(PRESETS), default="imagenet",
                    help="input size, stem and classes the multiply-adds are counted at (default imagenet)")
     p.add_argument("--image-size", type=int, help="override the dataset's image size")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
@@ -45,99 +53,138 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bandwidth", type=float,
                    help="link bytes/s: add boundary transfers (FLOP mode needs --device-rate)")
     p.add_argument("--device-rate", type=float, help="device multiply-adds/s: FLOP costs become seconds")
-    p.add_argument("--out", help="write the chosen decoupling here (and its plan record to <out>.plan.json)")
-    p.add_argument("--png", help="save the front as a PNG")
+    p.add_argument("--out", help="write the chosen decoupling here and its plan record beside it "
+                                 "(x.json -> x.plan.json; default planned_<name>_k<K>.json in the current directory)")
+    p.add_argument("--png", help="save the front as a PNG here (default: --out with .png)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="only print the front: write no decoupling, plan record or PNG")
     p.add_argument("--rows", type=int, default=40, help="at most this many front rows on screen (default 40)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
-    try:
-        return _run(args, out)
-    except SedonaError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
+    return run_main(_run, argv)
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
+def _is_spec(decoupling: str) -> bool:
+    return decoupling == "backprop" or decoupling.split(":")[0] in _SPEC_KINDS
+
+
+def default_out(decoupling: str, arch: str, K: int) -> Path:  # noqa: N803 - the paper's name
+    """planned_<name>_k<K>.json in the current directory (<name>: file name, or <arch>_<spec> for a spec)."""
+    if _is_spec(decoupling):
+        name = f"{arch}_{decoupling.replace(':', '')}"
+    else:
+        name = Path(decoupling).name.removesuffix(".json")
+    return Path(f"planned_{name}_k{K}.json")
+
+
+def _run(argv: list[str] | None) -> int:
     # Imported here so that --help stays instant (the cost model pulls in torch).
+    from sedona_runtime.decoupling import save_decoupling
     from sedona_runtime.planning.figure import save_front_png
     from sedona_runtime.planning.planner import make_plan, planned_decoupling
     from sedona_runtime.planning.session import load_cost_model, load_for_planning, plan_record_path
     from sedona_runtime.utils.io import atomic_write_json
 
+    args = build_parser().parse_args(argv)
     if args.blocks is not None and args.blocks < 1:
         raise SedonaError(f"--blocks must be a positive integer, got {args.blocks}")
     if args.batch_size < 1:
         raise SedonaError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    stem, classes, shape = DATASETS[args.dataset]
+    if args.arch is None and _is_spec(args.decoupling) and not Path(args.decoupling).exists():
+        raise SedonaError(f"--decoupling {args.decoupling} is built for a network: give --arch too "
+                          "(files and shipped names carry their own)")
+    preset = PRESETS[args.dataset]
+    shape = preset.input_shape
     if args.image_size is not None:
         shape = (shape[0], args.image_size, args.image_size)
-    dec = load_for_planning(args.decoupling, args.arch, stem, classes, args.width)
-    cm = load_cost_model(dec, profile=args.profile, stem=stem, num_classes=classes, input_shape=shape,
-                         width=args.width, batch_size=args.batch_size, head=args.head,
+    console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
+    dec = load_for_planning(args.decoupling, args.arch, preset.stem, preset.num_classes, args.width)
+    cm = load_cost_model(dec, profile=args.profile, stem=preset.stem, num_classes=preset.num_classes,
+                         input_shape=shape, width=args.width, batch_size=args.batch_size, head=args.head,
                          bandwidth=args.bandwidth, device_rate=args.device_rate,
                          measure_on=args.measure, save_profile=args.save_profile,
                          warmup=args.measure_warmup, iters=args.measure_iters)
     plan = make_plan(dec, cm, args.blocks, args.min_speedup, args.head)
-    _print_plan(console, dec, plan, args.rows)
     name = dec.origin or dec.arch
-    if args.png:
+    _print_plan(console, dec, plan, args.rows)
+    out = Path(args.out) if args.out else default_out(args.decoupling, dec.arch, plan.K)
+    png = None if args.dry_run else (args.png or str(out.with_suffix(".png")))
+    if png and args.png is None and importlib.util.find_spec("matplotlib") is None:
+        console.print("note: matplotlib is not installed: no front PNG (pip install matplotlib)", highlight=False)
+        png = None
+    if png:
         refs = [(f"input {Path(name).name}", plan.input_prediction.speedup, plan.input_score)]
         if plan.uniform is not None:
             refs.append(("uniform split", plan.uniform.speedup, plan.uniform.score if plan.has_alpha else None))
-        save_front_png(args.png, plan.front, refs, title=f"{dec.arch}, K={plan.K} ({cm.unit} cost model)",
+        save_front_png(png, plan.front, refs, title=f"{dec.arch}, K={plan.K} ({cm.unit} cost model)",
                        chosen=plan.chosen, min_speedup=args.min_speedup)
-        console.print(f"front saved to {args.png}")
+        console.print(f"front saved to {png}", markup=False, highlight=False)
     if plan.chosen is None:
         best = plan.fastest
         raise SedonaError(
             f"no {plan.K}-block cut reaches a predicted speedup of {args.min_speedup:g}x; the maximum achievable is "
-            f"{best.speedup:.3f}x (boundaries {list(best.boundaries)}, alpha score {best.score:.4f})")
-    if args.out:
-        record_path = plan_record_path(args.out)
+            f"{best.speedup:.3f}x (boundaries {list(best.boundaries)}, alpha score {_score(plan, best.score)})")
+    if not args.dry_run:
+        record_path = plan_record_path(out)
         planned = planned_decoupling(dec, plan, plan.chosen, note=f"plan record: {record_path.name}")
-        from sedona_runtime.decoupling import save_decoupling
-
-        save_decoupling(planned, args.out)
-        atomic_write_json(record_path, {"decoupling": str(args.out), "from": name, **plan.to_dict()})
-        console.print(f"wrote {args.out} and {record_path}")
+        save_decoupling(planned, out)
+        atomic_write_json(record_path, {"decoupling": str(out), "from": name, **plan.to_dict()})
+        console.print(f"wrote {out} and {record_path}", markup=False, highlight=False)
     return 0
+
+
+def _score(plan, value: float | None) -> str:
+    return "n/a" if value is None or not plan.has_alpha else f"{value:.6f}"
+
+
+def _print_unwrapped(console: Console, table: Table) -> None:
+    # A console narrower than the table would wrap cells onto extra lines; widen it so every row stays one
+    # line for whoever parses the output (a terminal may still fold long rows on screen).
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if natural > console.width:
+        console.width = natural
+    console.print(table)
 
 
 def _print_plan(console: Console, dec, plan, rows: int) -> None:
     cm = plan.cost_model
     pred = plan.input_prediction
-    console.print(f"cost model ({cm.unit}): {cm.source}" + (f" on {cm.device}" if cm.device else ""), highlight=False)
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    say(f"cost model ({cm.unit}): {cm.source}" + (f" on {cm.device}" if cm.device else ""))
+    if not plan.has_alpha:
+        say(f"note: {dec.origin or dec.arch} carries no alpha: planning on compute only (every boundary scores 0, "
+            f"the front is the most balanced cut); heads: {' '.join(sorted(set(plan.heads)))}")
     table = Table(title=f"Pareto front: {dec.arch}, K={plan.K}")
     numeric = ("#", "alpha score", "pred. speedup", "slowest block")
     for col in (*numeric, "boundaries", "heads", ""):
-        table.add_column(col, justify="right" if col in numeric else "left")
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
     for i, cut in enumerate(plan.front[:rows], start=1):
         mark = "chosen" if cut == plan.chosen else ""
         slow = cut.block_costs.index(cut.max_cost) + 1
-        table.add_row(str(i), f"{cut.score:.4f}", f"{cut.speedup:.3f}x", f"{slow} ({cut.max_cost / pred.baseline:.0%})",
+        table.add_row(str(i), _score(plan, cut.score), f"{cut.speedup:.3f}x",
+                      f"{slow} ({cut.max_cost / pred.baseline:.0%})",
                       " ".join(map(str, cut.boundaries)) or "-", " ".join(plan.heads_of(cut)) or "-", mark)
-    console.print(table)
+    _print_unwrapped(console, table)
     if len(plan.front) > rows:
-        console.print(f"({len(plan.front) - rows} more front points; --rows to show them)")
-    score = "n/a" if plan.input_score is None else f"{plan.input_score:.4f}"
+        say(f"({len(plan.front) - rows} more front points; --rows to show them)")
     shares = " ".join(f"{b.cost / pred.baseline:.0%}" for b in pred.blocks)
-    console.print(f"input {dec.origin or dec.arch} (K={len(pred.blocks)}, boundaries {dec.boundaries}): "
-                  f"predicted speedup {pred.speedup:.3f}x, alpha score {score}, block shares of baseline {shares}")
+    say(f"input {dec.origin or dec.arch} (K={len(pred.blocks)}, boundaries {dec.boundaries}): "
+        f"predicted speedup {pred.speedup:.3f}x, alpha score {_score(plan, plan.input_score)}, "
+        f"block shares of baseline {shares}")
     if plan.uniform is not None:
-        console.print(f"uniform split {list(plan.uniform.boundaries)}: predicted speedup {plan.uniform.speedup:.3f}x, "
-                      f"alpha score {plan.uniform.score:.4f}")
-    console.print(f"max achievable: {plan.fastest.speedup:.3f}x (boundaries {list(plan.fastest.boundaries)})")
+        say(f"uniform split {list(plan.uniform.boundaries)}: predicted speedup {plan.uniform.speedup:.3f}x, "
+            f"alpha score {_score(plan, plan.uniform.score)}")
+    say(f"max achievable: {plan.fastest.speedup:.3f}x (boundaries {list(plan.fastest.boundaries)})")
     if plan.chosen is not None:
         c = plan.chosen
-        console.print(f"chosen: boundaries {list(c.boundaries)}, heads {plan.heads_of(c)}, "
-                      f"predicted speedup {c.speedup:.3f}x, alpha score {c.score:.4f}")
+        say(f"chosen: boundaries {list(c.boundaries)}, heads {plan.heads_of(c)}, "
+            f"predicted speedup {c.speedup:.3f}x, alpha score {_score(plan, c.score)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
 
+from sedona_runtime.cli._common import OneLineParser, apply_options, run_main
+from sedona_runtime.cli.display import fmt_time
 from sedona_runtime.data.config import DATASETS
 from sedona_runtime.search.config import SearchConfig
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print usage and exit itself)
-        raise SedonaError(message)
 
 
 def _ints(text: str) -> list[int]:
@@ -32,10 +28,10 @@ def _names(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sedona_runtime.search",
-                description="Search where to cut a network into gradient-isolated blocks (alpha) and which "
-                            "auxiliary head each block gets (beta) (SEDONA, ICLR 2021); writes decoupling files "
-                            "for `python -m sedona_runtime.train --decoupling`. Defaults follow Appendix E.1.")
+    p = OneLineParser(prog="python -m sedona_runtime.search",
+                     description="Search where to cut a network into gradient-isolated blocks (alpha) and which "
+                                 "auxiliary head each block gets (beta) (SEDONA, ICLR 2021); writes decoupling files "
+                                 "for `python -m sedona_runtime.train --decoupling`. Defaults follow Appendix E.1.")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
     p.add_argument("--width", type=float, help="channel width multiplier (the paper searches at 0.25)")
     p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
@@ -98,20 +94,8 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
         cfg = from_dict(SearchConfig, data, where=source)
     else:
         cfg = SearchConfig()
-    for option, (section, name) in _FIELDS.items():
-        value = getattr(args, option)
-        if value is not None:
-            setattr(getattr(cfg, section) if section else cfg, name, value)
-    if args.seed is not None:
-        cfg.seed = cfg.data.seed = args.seed  # one --seed drives init, split, batch order and sampling
+    apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
     return cfg
-
-
-def _fmt_time(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _line(r: dict) -> str:
@@ -119,7 +103,7 @@ def _line(r: dict) -> str:
     if r.get("val_loss") is not None:
         val = f"  val loss {r['val_loss']:.4f} err {r['val_error']:.2%}"
     return (f"{r['phase']:8s} step {r['step']}/{r['total']}  train {r['train_loss']:.4f}{val}  "
-            f"{r['sec_per_step']:.2f} s/step  eta {_fmt_time(r['eta_s'])}")
+            f"{r['sec_per_step']:.2f} s/step  eta {fmt_time(r['eta_s'])}")
 
 
 class PlainReporter:
@@ -161,7 +145,7 @@ class RichReporter:
             self.bar.start()
         elif r["kind"] == "progress" and self.task is not None:
             val = f"val loss {r['val_loss']:.4f} err {r['val_error']:.1%}  " if r.get("val_loss") is not None else ""
-            info = f"{val}{r['sec_per_step']:.2f} s/step  eta {_fmt_time(r['eta_s'])}"
+            info = f"{val}{r['sec_per_step']:.2f} s/step  eta {fmt_time(r['eta_s'])}"
             self.bar.update(self.task, completed=r["step"], phase=r["phase"], info=info)
 
     def close(self) -> None:
@@ -192,7 +176,7 @@ def run(argv: list[str] | None) -> int:
         console.print(f"figure: {escape(s['figure'])}", highlight=False)
     mem = f"peak RSS {s['peak_rss_mib']:.0f} MiB"
     if s["cuda_max_allocated_mib"] is not None:
-        mem += f", CUDA max allocated {s['cuda_max_allocated_mib']:.0f} MiB"
+        mem += f", peak CUDA alloc {s['cuda_max_allocated_mib']:.0f} MiB"
     val = f"final val loss {s['final_val_loss']:.4f}, error {s['final_val_error']:.2%}; " if s["final_val_loss"] is not None else ""
     console.print(f"{val}{s['sec_per_outer_step']:.2f} s per outer step on {s['device']}; {mem}")
     return 0
@@ -200,15 +184,7 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(argv)
-    except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume (from the last checkpoint)", file=sys.stderr)
-        return 130
+    return run_main(run, argv, "interrupted; continue with --resume (from the last checkpoint)")
 
 
 if __name__ == "__main__":  # pragma: no cover

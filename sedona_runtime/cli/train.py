@@ -2,38 +2,46 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
+from sedona_runtime.cli._common import OneLineParser, apply_options, run_main
+from sedona_runtime.cli.display import PlainReporter, RichReporter, print_summary
 from sedona_runtime.data.config import DATASETS
 from sedona_runtime.training.config import TrainConfig
-from sedona_runtime.training.display import PlainReporter, Reporter, RichReporter
+from sedona_runtime.training.display import Reporter
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse would add the usage and exit itself)
-        raise SedonaError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sedona_runtime.train",
-                description="Train a network block by block (each block with its own local loss) in one "
-                            "process; K = 1 is end-to-end backprop. Unset options take the data set's "
-                            "defaults (paper Appendix E.2).")
+    p = OneLineParser(prog="python -m sedona_runtime.train",
+                     description="Train a network block by block (each block with its own local loss) in one "
+                                 "process; K = 1 is end-to-end backprop. Unset options take the data set's "
+                                 "defaults (paper Appendix E.2).")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
     p.add_argument("--decoupling", help="backprop, dgl:K, predsim:K, sedona:K, a shipped name or a decoupling file")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch (proportional cuts)")
+    add_training_options(p)
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, help="model init, data split and batch order (default 0)")
+    p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
+    p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    return p
+
+
+def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32)",
+                         width: str = "channel width multiplier (default 1.0)") -> None:
+    """The data and optimisation options of a training run (this CLI and the pipelined one share them)."""
     p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
     p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
-    p.add_argument("--image-size", type=int, help="input resolution (default 32)")
-    p.add_argument("--width", type=float, help="channel width multiplier (default 1.0)")
+    p.add_argument("--image-size", type=int, help=image_size)
+    p.add_argument("--width", type=float, help=width)
     p.add_argument("--steps", type=int, help="training iterations")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (cosine-decayed to --final-lr)")
@@ -45,13 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision (CUDA)")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, help="model init, data split and batch order (default 0)")
-    p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
-    p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
-    return p
 
 
 # CLI option -> (section, field) of TrainConfig; section None is the top level.
@@ -85,27 +86,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         cfg = from_dict(TrainConfig, saved, where=f"{args.out}/config.json")
     else:
         cfg = TrainConfig()
-    for option, (section, name) in _FIELDS.items():
-        value = getattr(args, option)
-        if value is not None:
-            setattr(getattr(cfg, section) if section else cfg, name, value)
-    if args.seed is not None:
-        cfg.seed = args.seed
-        cfg.data.seed = args.seed  # one --seed drives init, batch order and the validation split
+    apply_options(cfg, args, _FIELDS)
     return cfg
-
-
-def _report(console: Console, summary: dict, out: str) -> None:
-    test = summary["test"]
-    console.print(f"[bold]test accuracy {1 - test['top1_error']:.2%}[/bold]  (top-1 error {test['top1_error']:.2%}, "
-                  f"top-5 error {test['top5_error']:.2%}, {test['samples']} images)")
-    if test.get("ensemble_top1_error") is not None:
-        console.print(f"aux ensemble: top-1 error {test['ensemble_top1_error']:.2%}, "
-                      f"top-5 error {test['ensemble_top5_error']:.2%}")
-    best = summary.get("best_val_error")
-    best_txt = f"best val error {best:.2%} (step {summary['best_val_step']}), " if best is not None else ""
-    console.print(f"{best_txt}wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
-                  f"run directory {escape(out)}")
 
 
 def run(argv: list[str] | None) -> int:
@@ -122,21 +104,13 @@ def run(argv: list[str] | None) -> int:
         reporter = PlainReporter(lambda line: console.print(line, markup=False, highlight=False),
                                  every=max(1, (cfg.steps or 400) // 20))
     summary = train(cfg, reporter=reporter, resume=args.resume, overwrite=args.overwrite)
-    _report(console, summary, cfg.out_dir)
+    print_summary(console, summary, cfg.out_dir)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(argv)
-    except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume (from the last checkpoint)", file=sys.stderr)
-        return 130
+    return run_main(run, argv, "interrupted; continue with --resume (from the last checkpoint)")
 
 
 if __name__ == "__main__":  # pragma: no cover

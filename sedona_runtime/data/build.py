@@ -35,7 +35,7 @@ def stem_for_size(image_size: int) -> str:
 def build_data(cfg: DataConfig) -> DataBundle:
     """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation."""
     cfg.validate()
-    size = cfg.image_size
+    size = cfg.size
     if cfg.dataset == "digits":
         from sedona_runtime.data.digits import digits_splits
 

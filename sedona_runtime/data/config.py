@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from sedona_runtime.utils.errors import SedonaError
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder", "synthetic")
+# Input resolution when `image_size` is left unset. Digits are upsampled from 8x8 to 32 because VGG-19's
+# five poolings need at least 32x32 (pass image_size=8 to train on the raw digits); an ImageFolder tree is
+# read at Tiny-ImageNet's 64x64 unless told otherwise (ImageNet runs pass e.g. 224).
+DEFAULT_IMAGE_SIZE = {"digits": 32, "cifar10": 32, "cifar100": 32, "imagefolder": 64, "synthetic": 32}
 
 
 @dataclass
@@ -14,7 +18,7 @@ class DataConfig:
 
     dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | synthetic
     data_dir: str | None = None
-    image_size: int = 32
+    image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE[dataset] (see `size`)
     val_fraction: float = 0.1  # share of the training split held out for validation
     batch_size: int = 128
     augment: bool = True
@@ -22,15 +26,22 @@ class DataConfig:
     synthetic_size: int = 512  # synthetic: training samples (before the validation split)
     synthetic_classes: int = 10  # synthetic: number of classes
 
+    @property
+    def size(self) -> int:
+        """The input resolution: `image_size`, or the data set's default when it is unset."""
+        return self.image_size if self.image_size is not None else DEFAULT_IMAGE_SIZE.get(self.dataset, 32)
+
     def validate(self) -> None:
         """SedonaError naming the first bad field."""
         if self.dataset not in DATASETS:
             raise SedonaError(f"data.dataset: unknown data set {self.dataset!r} (known: {', '.join(DATASETS)})")
         for name in ("image_size", "batch_size", "synthetic_size", "synthetic_classes"):
             value = getattr(self, name)
+            if name == "image_size" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SedonaError(f"data.{name}: must be a positive integer, got {value!r}")
-        if self.image_size < 8:
+        if self.size < 8:
             raise SedonaError(f"data.image_size: must be at least 8, got {self.image_size}")
         if not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:
             raise SedonaError(f"data.val_fraction: must be in [0, 1), got {self.val_fraction!r}")
@@ -38,5 +49,5 @@ class DataConfig:
             raise SedonaError(f"data.seed: must be an integer, got {self.seed!r}")
         if self.dataset in ("cifar10", "cifar100", "imagefolder") and not self.data_dir:
             raise SedonaError(f"data.data_dir: data set {self.dataset!r} needs a data directory (--data-dir)")
-        if self.dataset in ("cifar10", "cifar100") and self.image_size != 32:
+        if self.dataset in ("cifar10", "cifar100") and self.size != 32:
             raise SedonaError(f"data.image_size: {self.dataset} images are 32x32, got image_size {self.image_size}")

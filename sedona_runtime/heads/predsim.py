@@ -11,6 +11,8 @@ from sedona_runtime.heads.base import Head, HeadSpec
 from sedona_runtime.heads.registry import register_head
 
 BETA = 0.99  # weight of the similarity loss (paper Appendix E.2, as in Nokland & Eidnes)
+# Not implemented: PredSim's class sub-sampling for large label sets (App. E.2: 40 classes per batch for the
+# first 15K Tiny-ImageNet iterations); every batch here uses all classes.
 
 
 def decoder_pool_size(channels: int, size: int, max_features: int) -> tuple[int, int]:

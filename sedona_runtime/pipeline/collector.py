@@ -27,6 +27,7 @@ class Collector:
         self.snapshots: dict[int, dict[int, dict]] = defaultdict(dict)
         self.finals: dict[int, dict] = {}
         self.final_steps: dict[int, int] = {}
+        self.timelines: dict[int, list] = {}                     # block -> [(step, start, end)] when asked
         self.failures: list[tuple[int, float, str]] = []
         self._quit = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="collector", daemon=True)
@@ -87,6 +88,8 @@ class Collector:
             elif r.kind == "final":
                 self.finals[r.block] = r.data
                 self.final_steps[r.block] = r.step
+                if "timeline" in r.extra:
+                    self.timelines[r.block] = r.extra["timeline"]
             self.lock.notify_all()
 
     # -- queries (all under the lock) ---------------------------------------------------------------

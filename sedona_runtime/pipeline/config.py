@@ -22,6 +22,7 @@ class PipelineConfig:
     heartbeat_timeout: float = 15.0  # a peer that cannot answer a ping this long is lost (a dead one fails at once)
     resume: bool = False
     port: int = 0                   # loopback port for the self-launched group (0: a free one)
+    timeline: bool = False          # blocks record (step, start, end) wall-clock spans of every step (benchmarks)
 
     def validate(self) -> None:
         checks = [

@@ -123,6 +123,13 @@ class Coordinator:
         notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     f"{self.K} processes", notes))
+        STOP.clear()  # a process may run several pipelines one after another (the speedup benchmark does)
+        # While the blocks train, they own the cores. The coordinator's work (batch assembly,
+        # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
+        # measured on 2 cores, slowed every block by 20-50% (benchmarks/README.md).
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)
         try:
             self.connect()
             connected = True
@@ -139,6 +146,10 @@ class Coordinator:
             if connected:
                 self._abort(exc)
             raise
+        finally:
+            torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
+            if getattr(self, "inbox", None) is not None:
+                self.inbox.unregister()  # free the name for the next run in this process
         wall = time.perf_counter() - t_start
         return self.finish(wall)
 
@@ -284,6 +295,8 @@ class Coordinator:
             "pipeline": {"blocks": stats, "queue_depth": self.pcfg.queue_depth, "window": self.pcfg.window,
                          "world_size": self.world_size, "resumed_from": self.start_step or None},
         }
+        if c.timelines:
+            summary["pipeline"]["timeline"] = {str(i): [list(x) for x in c.timelines[i]] for i in sorted(c.timelines)}
         self.run_dir.write_summary(summary)
         self.reporter.finish(summary)
         return summary

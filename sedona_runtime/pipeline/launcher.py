@@ -250,8 +250,8 @@ def _prepare(run, resume: bool, overwrite: bool = False) -> dict | None:
 
 
 def _check_resume(run, resolved: dict) -> None:
-    from sedona_runtime.training.greedy import _check_resume_config
+    from sedona_runtime.training.greedy import check_resume_config
 
-    _check_resume_config(run.read_config().get("train", {}), resolved["train"], run)
+    check_resume_config(run.read_config().get("train", {}), resolved["train"], run)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -22,6 +22,10 @@ class BlockStats:
     total_busy_s: float = 0.0
     total_wait_in_s: float = 0.0
     total_wait_out_s: float = 0.0
+    total_transfer_s: float = 0.0   # sending: copying to host and handing the item to the transport
+    queue_depth_mean: float = 0.0   # mean input-queue depth seen at each get, over the whole run
+    phase_s: dict = field(default_factory=dict)  # forward/head/backward/optimizer seconds summed over the run
+    phase_steps: int = 0            # steps summed into phase_s
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,17 +39,27 @@ class BlockMeter:
         self._t0 = time.perf_counter()
         self._steps0 = start_step
         self._samples = 0
-        self._busy = self._wait_in = self._wait_out = 0.0
+        self._busy = self._wait_in = self._wait_out = self._transfer = 0.0
+        self._depth_sum, self._gets = 0, 0
 
     def waited_in(self, seconds: float, depth: int) -> None:
         self._wait_in += seconds
         self.stats.queue_depth = depth
+        self._depth_sum += depth
+        self._gets += 1
 
-    def waited_out(self, seconds: float) -> None:
+    def waited_out(self, seconds: float, transfer: float = 0.0) -> None:
+        """`seconds` blocked on the next block (backpressure), `transfer` spent sending."""
         self._wait_out += seconds
+        self._transfer += transfer
 
-    def trained(self, seconds: float, loss: float, samples: int, step: int) -> None:
+    def trained(self, seconds: float, loss: float, samples: int, step: int,
+                phases: dict[str, float] | None = None) -> None:
         self._busy += seconds
+        for k, v in (phases or {}).items():
+            self.stats.phase_s[k] = self.stats.phase_s.get(k, 0.0) + v
+        if phases:
+            self.stats.phase_steps += 1
         self._samples += samples
         self.stats.loss = loss
         self.stats.step = step
@@ -62,8 +76,10 @@ class BlockMeter:
         s.total_busy_s += self._busy
         s.total_wait_in_s += self._wait_in
         s.total_wait_out_s += self._wait_out
+        s.total_transfer_s += self._transfer
+        s.queue_depth_mean = self._depth_sum / max(1, self._gets)
         s.peak_memory = peak_memory
         out = BlockStats(**asdict(s))
         self._t0, self._steps0, self._samples = now, s.step, 0
-        self._busy = self._wait_in = self._wait_out = 0.0
+        self._busy = self._wait_in = self._wait_out = self._transfer = 0.0
         return out

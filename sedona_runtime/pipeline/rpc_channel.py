@@ -5,6 +5,7 @@ import collections
 import itertools
 import os
 import threading
+import time
 from typing import Any
 
 import torch
@@ -92,6 +93,7 @@ class RpcSendChannel(SendChannel):
         self._cond = threading.Condition()
         self._sender = f"{rpc.get_worker_info().name}#{next(_SENDER_IDS)}"
         self._seq = itertools.count()
+        self.last_wait_s = 0.0   # how long the last put waited for the window (backpressure), for the meters
 
     def _notify(self, _fut: torch.futures.Future) -> None:
         with self._cond:
@@ -120,7 +122,9 @@ class RpcSendChannel(SendChannel):
 
     def put(self, item: Any, timeout: float) -> None:
         STOP.check()
+        t0 = time.perf_counter()
         self._settle(self.window - 1, timeout)
+        self.last_wait_s = time.perf_counter() - t0
         fut = self._send(_to_cpu(item) if self.to_cpu else item, timeout)
         with self._cond:
             self._pending.append(fut)

@@ -103,6 +103,7 @@ class Stage:
     def loop(self) -> None:
         meter = BlockMeter(self.runner.step)
         log_every = self.log_every
+        spans: list[tuple[int, float, float]] | None = [] if self.pcfg.timeline else None
         while True:
             t0 = time.perf_counter()
             depth = self.inbox_q.qsize()
@@ -112,13 +113,17 @@ class Stage:
                 break
             meter.waited_in(time.perf_counter() - t0, depth)
             if isinstance(item, Batch):
-                t1 = time.perf_counter()
+                t1, w1 = time.perf_counter(), time.time()
                 res = self.runner.train_step(item.x, item.y)
-                meter.trained(time.perf_counter() - t1, res.loss, int(item.y.shape[0]), self.runner.step)
+                busy = time.perf_counter() - t1
+                meter.trained(busy, res.loss, int(item.y.shape[0]), self.runner.step, res.timings)
+                if spans is not None:  # wall clock, so that spans of different processes line up
+                    spans.append((self.runner.step, w1, w1 + busy))
                 if self.out is not None:
                     t2 = time.perf_counter()
                     self.out.put(Batch(item.step, res.out, item.y), self.timeout)
-                    meter.waited_out(time.perf_counter() - t2)
+                    put_s = time.perf_counter() - t2
+                    meter.waited_out(self.out.last_wait_s, max(0.0, put_s - self.out.last_wait_s))
                 if self.runner.step % log_every == 0:
                     self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
             elif isinstance(item, Marker):
@@ -127,7 +132,8 @@ class Stage:
             self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
         if self.out is not None:
             self.out.close(self.timeout)
-        self.report("final", self.runner.step, _cpu_state(self.runner.block.state_dict()))
+        self.report("final", self.runner.step, _cpu_state(self.runner.block.state_dict()),
+                    **({"timeline": spans} if spans is not None else {}))
         self.reports.flush(self.timeout)
 
     def on_marker(self, marker: Marker) -> None:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from sedona_runtime.planning.dp import Cut
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.io import _atomic
+from sedona_runtime.utils.io import atomic_write_bytes
 
 # (label, predicted speedup, alpha score or None) of a decoupling drawn beside the front.
 Reference = tuple[str, float, "float | None"]
@@ -48,4 +48,4 @@ def save_front_png(path: str | Path, front: Sequence[Cut], references: Sequence[
         fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
-    return _atomic(path, lambda fh: fh.write(buf.getvalue()), "wb")
+    return atomic_write_bytes(path, buf.getvalue())

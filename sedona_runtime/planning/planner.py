@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sedona_runtime.decoupling.baselines import uniform_boundaries
-from sedona_runtime.decoupling.discretize import blocks_from_boundaries
+from sedona_runtime.decoupling.discretize import best_head, blocks_from_boundaries, boundary_scores
 from sedona_runtime.decoupling.schema import Decoupling, validate
 from sedona_runtime.planning.cost_model import CostModel
 from sedona_runtime.planning.dp import Cut, CutProblem, max_speedup
@@ -15,21 +15,12 @@ from sedona_runtime.planning.predict import Prediction, blocks_of, predict
 from sedona_runtime.utils.errors import SedonaError
 
 
-def boundary_scores(alpha: Sequence[Sequence[float]]) -> list[float]:
-    """softmax(alpha[b])[0] per boundary: the search's probability that cutting after layer b+1 pays.
-
-    The alpha score of a decoupling is the sum of these over its K-1 boundaries, exactly the
-    quantity SEDONA's discretisation maximises when it takes the top K-1 boundaries.
-    """
-    out = []
-    for row in alpha:
-        local, backprop = float(row[0]), float(row[1])
-        out.append(1.0 / (1.0 + math.exp(backprop - local)) if backprop - local < 700 else 0.0)
-    return out
-
-
 def alpha_score(scores: Sequence[float], boundaries: Sequence[int]) -> float:
-    """Sum of the boundary scores of 1-based `boundaries`, added in ascending order like the DP does."""
+    """Sum of the boundary scores (softmax(alpha)[local], see decoupling.discretize.boundary_scores) of
+    1-based `boundaries`, added in ascending order like the DP does.
+
+    This is exactly the quantity SEDONA's discretisation maximises when it takes the top K-1 boundaries.
+    """
     total = 0.0
     for b in sorted(boundaries):
         total += scores[b - 1]
@@ -37,14 +28,18 @@ def alpha_score(scores: Sequence[float], boundaries: Sequence[int]) -> float:
 
 
 def boundary_heads(dec: Decoupling, head: str | None = None) -> list[str]:
-    """The head each boundary gets: `head` everywhere if given, else argmax beta over head_pool."""
+    """The head each boundary gets: `head` everywhere if given, else argmax beta over head_pool, else
+    (a decoupling that was not searched, such as dgl:K) the one head all its blocks use."""
     n = dec.num_layers - 1
     if head is not None:
         return [head] * n
-    if dec.beta is None or dec.head_pool is None:
-        raise SedonaError(f"{dec.origin or dec.arch}: no beta/head_pool to choose heads from; "
-                          "name one head for every block")
-    return [dec.head_pool[max(range(len(row)), key=row.__getitem__)] for row in dec.beta]
+    if dec.beta is not None and dec.head_pool is not None:
+        return [best_head(row, dec.head_pool) for row in dec.beta]
+    own = sorted(set(dec.heads))
+    if len(own) == 1:
+        return own * n
+    raise SedonaError(f"{dec.origin or dec.arch}: no beta/head_pool to choose heads from and its blocks use "
+                      f"{'no head' if not own else 'heads ' + ', '.join(own)}; name one head for every block")
 
 
 @dataclass
@@ -123,7 +118,7 @@ def planned_decoupling(dec: Decoupling, plan: Plan, cut: Cut, *, note: str = "")
     """`dec` re-cut at `cut` (alpha/beta/head_pool kept), its plan summarised in `source`."""
     heads = plan.heads_of(cut)
     target = "" if plan.min_speedup is None else f" for predicted speedup >= {plan.min_speedup:g}"
-    score = f"alpha score {cut.score:.4f}" if plan.has_alpha else "no alpha (fastest cut)"
+    score = f"alpha score {cut.score:.6f}" if plan.has_alpha else "no alpha (fastest cut)"
     out = Decoupling(
         arch=dec.arch, num_layers=dec.num_layers,
         blocks=blocks_from_boundaries(list(cut.boundaries), heads, dec.num_layers),

@@ -1,11 +1,14 @@
 """A picture of the search result like the paper's Figure 4: softmax(alpha)_0 per layer, argmax beta."""
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from sedona_runtime.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,6 @@ def plot_alpha_beta(
     except ImportError:
         log.warning("matplotlib is not installed: skipping the alpha/beta figure (pip install matplotlib)")
         return None
-    from sedona_runtime.utils.io import _atomic
-
     a = torch.softmax(alpha.detach().double().cpu(), 1)[:, 0].tolist()
     heads = beta.detach().argmax(1).tolist()
     layers = list(range(1, len(a) + 1))
@@ -44,6 +45,9 @@ def plot_alpha_beta(
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title(title or f"learned decoupling (bar label: argmax beta in {', '.join(head_pool)}; 1-based)", fontsize=8)
     fig.tight_layout()
-    out = _atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=150), "wb")
-    plt.close(fig)
-    return out
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=150)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())

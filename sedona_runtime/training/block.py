@@ -168,6 +168,7 @@ class BlockRunner:
         """
         block = self.block
         block.train()
+        x = x.detach()  # the boundary: no gradient leaves the block, even when a caller hands an attached tensor
         x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
         y = y.to(self.device, non_blocking=True)
         if self.device.type == "cuda":

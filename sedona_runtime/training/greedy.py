@@ -50,6 +50,9 @@ def build_parts(cfg: TrainConfig) -> RunParts:
 
     device = resolve_device(cfg.device)
     bundle = build_data(cfg.data)
+    if cfg.batch_size > len(bundle.train):
+        raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
+                          f"samples after the validation split); pass a smaller --batch-size")
     model_cfg = dataclasses.replace(cfg.model, num_classes=int(bundle.num_classes),
                                     in_channels=int(bundle.input_shape[0]), stem=bundle.stem)
     cfg = dataclasses.replace(cfg, model=model_cfg)
@@ -87,7 +90,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
+def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
+    """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
+    output directory, device and log interval may change."""
     a, b = _flatten(saved), _flatten(current)
     differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
     if differ:
@@ -114,15 +119,17 @@ class GreedyTrainer:
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
         """Check the output directory, build everything, write (or check) config.json, load the checkpoint."""
-        # Before any data is read, so that an unwritable --out fails fast.
-        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        # Cheap output-directory checks first (fail fast, nothing created), then device, data and decoupling;
+        # the directory is only created once all of them are valid, so a bad config leaves nothing behind.
+        self.run_dir.check(resume=resume, overwrite=overwrite)
         self.parts = parts = build_parts(self.cfg)
+        self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
         resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
                     "data_note": getattr(parts.bundle, "note", "")}
         if resume:
-            _check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
+            check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
             self.run_dir.truncate_metrics(self.step)
         else:

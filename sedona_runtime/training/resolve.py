@@ -14,15 +14,21 @@ _SEDONA_SOURCE = {"small": "vgg19", "small_resnet": "resnet50"}
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; an explicit CUDA device must exist."""
+    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda' or 'cuda:N' must name a device that exists."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    usage = "use auto, cpu, cuda or cuda:N"
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise SedonaError(f"device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SedonaError(f"device {name!r} requested but CUDA is not available")
+    except (RuntimeError, TypeError):
+        raise SedonaError(f"device {name!r}: unknown device ({usage})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SedonaError(f"device {name!r}: not supported by the trainer ({usage})")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SedonaError(f"device {name!r} requested but CUDA is not available (use cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SedonaError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
 
 

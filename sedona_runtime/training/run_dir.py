@@ -22,14 +22,37 @@ class RunDir:
         self.last_checkpoint = self.checkpoints / "last.pt"
         self.best_weights = self.checkpoints / "best.pt"
 
-    def prepare(self, *, resume: bool, overwrite: bool = False) -> None:
-        """Create the directory and prove it is writable, before any data is loaded or step is taken.
+    def check(self, *, resume: bool, overwrite: bool = False) -> None:
+        """The output-directory errors that can be found without creating anything (SedonaError).
 
-        A fresh run refuses a directory that already holds a run (its checkpoint would be overwritten)
-        unless `overwrite`, which removes that run's files; a resumed run needs one.
+        A resumed run needs an existing directory with a checkpoint; a fresh one refuses a directory that
+        already holds a run unless `overwrite`; the nearest existing ancestor must be a writable directory.
         """
         if self.path.exists() and not self.path.is_dir():
             raise SedonaError(f"output directory {self.path} exists and is not a directory")
+        if resume:
+            if not self.path.is_dir():
+                raise SedonaError(f"cannot resume: output directory {self.path} does not exist")
+            if not self.last_checkpoint.is_file():
+                raise SedonaError(f"cannot resume: no checkpoint at {self.last_checkpoint}")
+            return
+        if not overwrite and (self.last_checkpoint.is_file() or self.summary.is_file()):
+            raise SedonaError(f"output directory {self.path} already holds a run; "
+                              "pass --resume to continue it, --overwrite to replace it, or choose another --out")
+        existing = self.path.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise SedonaError(f"output directory {self.path}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise SedonaError(f"output directory {self.path} is not writable ({existing} is read-only)")
+
+    def prepare(self, *, resume: bool, overwrite: bool = False) -> None:
+        """Check (see `check`), create the directory and prove it is writable, before any step is taken.
+
+        A fresh run with `overwrite` removes the previous run's files first.
+        """
+        self.check(resume=resume, overwrite=overwrite)
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.checkpoints)
@@ -37,15 +60,9 @@ class RunDir:
             os.unlink(probe)
         except OSError as exc:
             raise SedonaError(f"output directory {self.path} is not writable: {exc.strerror or exc}") from exc
-        if resume and not self.last_checkpoint.is_file():
-            raise SedonaError(f"cannot resume: no checkpoint at {self.last_checkpoint}")
-        old = [self.last_checkpoint, self.best_weights, self.summary, self.metrics, self.config]
         if not resume and overwrite:
-            for path in old:
+            for path in (self.last_checkpoint, self.best_weights, self.summary, self.metrics, self.config):
                 path.unlink(missing_ok=True)
-        if not resume and (self.last_checkpoint.is_file() or self.summary.is_file()):
-            raise SedonaError(f"output directory {self.path} already holds a run; "
-                              "pass --resume to continue it, --overwrite to replace it, or choose another --out")
 
     def write_config(self, resolved: dict) -> None:
         """The resolved config, written before training starts."""
@@ -53,6 +70,8 @@ class RunDir:
 
     def read_config(self) -> dict:
         """The config a previous run wrote (SedonaError when absent or malformed)."""
+        if not self.path.is_dir():
+            raise SedonaError(f"cannot read {self.config}: the run directory {self.path} does not exist")
         try:
             return json.loads(self.config.read_text())
         except (OSError, ValueError) as exc:

@@ -37,6 +37,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return _atomic(path, lambda fh: fh.write(text), "w")
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (e.g. a PNG rendered into a BytesIO)."""
+    return _atomic(path, lambda fh: fh.write(data), "wb")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON to `path` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

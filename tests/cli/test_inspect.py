@@ -7,19 +7,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from sedona_runtime.cli.inspect import main
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Intra-op threads on an oversubscribed 2-core machine stall small workloads.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 HEADS = {"aux1", "aux2", "aux3", "aux4", "mlp_sr", "predsim"}
 

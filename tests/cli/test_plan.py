@@ -17,6 +17,12 @@ POOL = ["aux1", "aux4"]  # two heads keep the measured-profile test short
 L = 6  # the "small" network's layer count
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # Without --out/--png the CLI writes into the current directory: keep that out of the checkout.
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def files(tmp_path):
     rng = random.Random(0)
@@ -108,3 +114,58 @@ def test_measure_a_profile_and_plan_from_it(files, capsys) -> None:
     assert rc == 0, capsys.readouterr()
     record = json.loads((files / "p.plan.json").read_text())
     assert record["cost_model"]["unit"] == "s" and json.loads(prof.read_text())["arch"] == "small"
+
+
+def test_default_files_are_named_after_the_input_and_k(files, capsys) -> None:
+    rc = main(["--decoupling", str(files / "dec.json"), "--profile", str(files / "profile.json"), "--blocks", "2"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    for name in ("planned_dec_k2.json", "planned_dec_k2.plan.json", "planned_dec_k2.png"):
+        assert (files / name).is_file(), text
+    assert "wrote planned_dec_k2.json and planned_dec_k2.plan.json" in text
+    # --out alone puts the PNG beside it; --dry-run writes nothing at all.
+    assert main(["--decoupling", str(files / "dec.json"), "--profile", str(files / "profile.json"),
+                 "--out", str(files / "sub" / "x.json")]) == 0
+    assert (files / "sub" / "x.png").is_file() and (files / "sub" / "x.plan.json").is_file()
+    before = sorted(p.name for p in files.rglob("*"))
+    assert main(["--decoupling", str(files / "dec.json"), "--profile", str(files / "profile.json"), "--blocks", "4",
+                 "--dry-run"]) == 0
+    assert sorted(p.name for p in files.rglob("*")) == before
+
+
+def test_table_rows_never_wrap_and_scores_have_six_decimals(files, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")  # far narrower than the table
+    rc = main(["--decoupling", str(files / "dec.json"), "--profile", str(files / "profile.json"), "--blocks", "4",
+               "--dry-run"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert len(cells) == 7, row
+        assert len(cells[1].split(".")[1]) == 6, row  # alpha score
+        assert len(cells[4].split()) == 3 and len(cells[5].split()) == 3, row  # K-1 boundaries and heads
+    assert any(line.startswith("chosen: ") and line.count("alpha score") == 1 for line in text.splitlines())
+
+
+def test_dgl_spec_plans_on_compute_only_with_its_own_head(files, capsys) -> None:
+    rc = main(["--decoupling", "dgl:3", "--arch", "small", "--dataset", "cifar10", "--out", str(files / "d.json")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "note: dgl:3 carries no alpha: planning on compute only" in text
+    planned = read_decoupling(files / "d.json")
+    record = json.loads((files / "d.plan.json").read_text())
+    assert planned.K == 3 and set(planned.heads) == {"mlp_sr"} and not record["has_alpha"]
+    assert record["chosen"]["predicted_speedup"] == record["max_predicted_speedup"]
+    # Without --arch a spec is one clear line, not a library message.
+    assert main(["--decoupling", "dgl:3"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("error: --decoupling dgl:3 is built for a network: give --arch too "
+                           "(files and shipped names carry their own)")
+
+
+def test_argparse_errors_are_one_line(capsys) -> None:
+    assert main(["--decoupling", "x", "--blocks", "two"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: argument --blocks: invalid int value: 'two'"

@@ -112,6 +112,8 @@ def test_imagefolder_scales_and_errors(tmp_path):
     assert big.stem == "imagenet" and isinstance(big.augment, RandomResizedCropFlip)
     assert big.train[0][0].shape == (3, 72, 72)
     assert build_data(DataConfig(dataset="imagefolder", data_dir=str(tmp_path), image_size=64)).stem == "tiny_imagenet"
+    unset = build_data(DataConfig(dataset="imagefolder", data_dir=str(tmp_path), val_fraction=0.0))
+    assert unset.input_shape == (3, 64, 64) and unset.stem == "tiny_imagenet"  # Tiny-ImageNet size by default
     with pytest.raises(SedonaError, match=r"missing train/"):
         build_data(DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "val")))
     (tmp_path / "val" / "wasp").mkdir()
@@ -123,6 +125,14 @@ def test_imagefolder_scales_and_errors(tmp_path):
     (empty / "val").mkdir()
     with pytest.raises(SedonaError, match=r"no image files found in the train tree"):
         build_data(DataConfig(dataset="imagefolder", data_dir=str(empty)))
+
+
+def test_image_size_defaults_per_data_set():
+    sizes = {name: DataConfig(dataset=name).size for name in ("digits", "cifar10", "cifar100", "imagefolder",
+                                                                "synthetic")}
+    assert sizes == {"digits": 32, "cifar10": 32, "cifar100": 32, "imagefolder": 64, "synthetic": 32}
+    assert DataConfig().image_size is None and DataConfig(dataset="imagefolder", image_size=224).size == 224
+    DataConfig(dataset="cifar10", data_dir="x").validate()  # unset is fine where only 32 is allowed
 
 
 def test_synthetic_is_deterministic_and_learnable():

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from sedona_runtime.decoupling import (list_shipped, load_decoupling, read_decoupling, save_decoupling,
-                                      uniform_decoupling)
+from sedona_runtime.decoupling import (BlockSpec, Decoupling, list_shipped, load_decoupling, read_decoupling,
+                                      save_decoupling, uniform_decoupling)
+from sedona_runtime.decoupling.discretize import boundary_scores
 from sedona_runtime.planning.cost_model import CostModel
-from sedona_runtime.planning.planner import (alpha_score, boundary_heads, boundary_scores, make_plan,
-                                             planned_decoupling)
+from sedona_runtime.planning.planner import alpha_score, boundary_heads, make_plan, planned_decoupling
 from sedona_runtime.planning.predict import predicted_speedup
 from sedona_runtime.utils.errors import SedonaError
 
@@ -25,6 +25,7 @@ def _cost_model(arch: str, L: int) -> CostModel:
 
 
 def test_boundary_scores_are_softmax_local() -> None:
+    # The planner scores boundaries with the discretisation's own function; extreme logits stay exact.
     alpha = [[0.3, -1.2], [5.0, 5.0], [1000.0, -1000.0], [-1000.0, 1000.0], [-7.7, 7.7]]
     ref = np.exp(np.array(alpha)[:, 0] - np.logaddexp(np.array(alpha)[:, 0], np.array(alpha)[:, 1]))
     # Two algebraically equal forms of the same softmax: a few ulps apart at most.
@@ -77,6 +78,15 @@ def test_without_alpha_the_front_is_the_most_balanced_cut() -> None:
     assert plan.fastest.speedup >= plan.uniform.speedup == predicted_speedup(cm, dec)
 
 
+def test_without_beta_the_decouplings_one_head_is_used() -> None:
+    """dgl:K and friends use one head throughout: planning on compute only keeps it (or takes --head)."""
+    dec = uniform_decoupling("resnet50", 16, 4, "mlp_sr")
+    assert boundary_heads(dec) == ["mlp_sr"] * 15
+    assert boundary_heads(dec, "aux2") == ["aux2"] * 15
+    plan = make_plan(dec, _cost_model("resnet50", 16))
+    assert plan.heads_of(plan.fastest) == ["mlp_sr"] * 3 and not plan.has_alpha
+
+
 def test_bad_plans_are_clear_errors() -> None:
     dec = load_decoupling("resnet101_k4")
     with pytest.raises(SedonaError, match="cost model has 16 layers"):
@@ -85,8 +95,10 @@ def test_bad_plans_are_clear_errors() -> None:
         make_plan(dec, _cost_model("vgg19", 33))
     with pytest.raises(SedonaError, match="minimum speedup"):
         make_plan(dec, _cost_model("resnet101", 33), 4, -1.0)
-    with pytest.raises(SedonaError, match="no beta/head_pool"):
-        boundary_heads(uniform_decoupling("resnet50", 16, 4, "mlp_sr"))
+    mixed = Decoupling(arch="resnet50", num_layers=16,
+                       blocks=[BlockSpec(1, 4, "aux1"), BlockSpec(5, 8, "aux4"), BlockSpec(9, 16, None)])
+    with pytest.raises(SedonaError, match="no beta/head_pool to choose heads from and its blocks use heads aux1, aux4"):
+        boundary_heads(mixed)
     assert math.isfinite(make_plan(dec, _cost_model("resnet101", 33), 33).front[0].speedup)
 
 

@@ -28,12 +28,48 @@ def test_cifar_defaults_follow_appendix_e2():
     assert r152.weight_decay == 2e-4
 
 
+def _resolved(**sections) -> TrainConfig:
+    return resolve_defaults(from_dict(TrainConfig, sections))
+
+
 def test_method_specific_defaults():
     assert method_of("backprop") == "backprop" and method_of("dgl:4") == "dgl"
     assert method_of("resnet152_k4") == "sedona" and method_of("sedona:2") == "sedona"
-    ps = resolve_defaults(from_dict(TrainConfig, {"decoupling": "predsim:4",
-                                                  "data": {"dataset": "imagefolder", "data_dir": "x"}}))
-    assert (ps.optimizer, ps.lr, ps.final_lr, ps.label_smoothing) == ("adam", 5e-4, 1e-6, 0.0)
+    # PredSim takes Adam only at Tiny-ImageNet scale (an ImageFolder tree at its default 64 px) ...
+    tiny = {"dataset": "imagefolder", "data_dir": "x"}
+    ps = _resolved(decoupling="predsim:4", data=tiny)
+    assert ps.data.image_size == 64
+    assert (ps.optimizer, ps.lr, ps.final_lr, ps.weight_decay, ps.label_smoothing) == ("adam", 5e-4, 1e-6, 1e-4, 0.0)
+    # ... and keeps the SGD row at CIFAR (E.2 names Adam for Tiny-ImageNet only), still without smoothing.
+    cifar = _resolved(decoupling="predsim:4", data={"dataset": "cifar10", "data_dir": "x"})
+    assert (cifar.optimizer, cifar.lr, cifar.final_lr, cifar.label_smoothing) == ("sgd", 0.1, 0.001, 0.0)
+
+
+def test_method_comes_from_the_decoupling_heads_not_the_spec_string(tmp_path):
+    from sedona_runtime.decoupling import save_decoupling
+    from sedona_runtime.decoupling.baselines import baseline_decoupling
+
+    path = tmp_path / "mine.json"
+    save_decoupling(baseline_decoupling("predsim", "small", 6, 3), path)
+    assert method_of(str(path)) == "predsim"
+    cfg = _resolved(decoupling=str(path), data={"dataset": "imagefolder", "data_dir": "x"})
+    assert (cfg.optimizer, cfg.label_smoothing) == ("adam", 0.0)
+    save_decoupling(baseline_decoupling("dgl", "small", 6, 3), path)
+    assert method_of(str(path)) == "dgl"
+    with pytest.raises(SedonaError):
+        method_of(str(tmp_path / "missing.json"))
+
+
+def test_imagenet_row_at_imagenet_size():
+    data = {"dataset": "imagefolder", "data_dir": "x", "image_size": 224}
+    r101 = _resolved(model={"arch": "resnet101"}, data=data)
+    assert (r101.steps, r101.batch_size, r101.lr, r101.final_lr, r101.weight_decay, r101.optimizer) == (
+        600_000, 256, 0.1, 1e-4, 5e-5, "sgd")
+    r152 = _resolved(model={"arch": "resnet152"}, data=data)
+    assert (r152.lr, r152.final_lr, r152.weight_decay) == (0.05, 1e-5, 5e-5)  # no 2e-4 at ImageNet
+    assert _resolved(decoupling="predsim:4", data=data).optimizer == "sgd"
+    tiny152 = _resolved(model={"arch": "resnet152"}, data={"dataset": "imagefolder", "data_dir": "x"})
+    assert (tiny152.steps, tiny152.lr, tiny152.final_lr, tiny152.weight_decay) == (30_000, 0.1, 0.001, 2e-4)
 
 
 def test_explicit_values_win_over_defaults():

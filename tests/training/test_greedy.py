@@ -135,6 +135,38 @@ def test_output_directory_problems_fail_before_training(tmp_path):
         train(synthetic_cfg(out, steps=1, lr=0.5), resume=True)
 
 
+def test_bad_config_leaves_no_run_directory(tmp_path):
+    from sedona_runtime.data.config import DataConfig
+
+    bad_dec = tmp_path / "bad_dec"
+    with pytest.raises(SedonaError, match="nope.json"):
+        train(synthetic_cfg(bad_dec, decoupling=str(tmp_path / "nope.json")))
+    bad_data = tmp_path / "bad_data"
+    with pytest.raises(SedonaError, match="missing train/"):
+        train(synthetic_cfg(bad_data, data=DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "none"))))
+    big_batch = tmp_path / "big_batch"
+    with pytest.raises(SedonaError, match="batch size 500 is larger than the training set"):
+        train(synthetic_cfg(big_batch, batch_size=500))
+    assert not bad_dec.exists() and not bad_data.exists() and not big_batch.exists()
+
+
+def test_resume_of_a_missing_directory_names_it(tmp_path):
+    missing = tmp_path / "never"
+    with pytest.raises(SedonaError, match=f"cannot resume: output directory {missing} does not exist"):
+        train(synthetic_cfg(missing), resume=True)
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("device, words", [("gpu0", "unknown device"), ("mps", "not supported"),
+                                           ("cuda", "CUDA is not available")])
+def test_bad_device_is_a_clear_error(tmp_path, device, words):
+    if device == "cuda" and torch.cuda.is_available():
+        device, words = f"cuda:{torch.cuda.device_count()}", "CUDA device"
+    with pytest.raises(SedonaError, match=words):
+        train(synthetic_cfg(tmp_path / "run", device=device))
+    assert not (tmp_path / "run").exists()
+
+
 def test_trainer_k1_equals_a_plain_loop_over_the_same_batches(tmp_path):
     """Seeding (model built right after manual_seed), batch order and the step are exactly plain backprop."""
     import dataclasses

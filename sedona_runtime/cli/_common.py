@@ -1,0 +1,66 @@
+"""What every CLI shares: a parser whose errors are one line, the `main` wrapper, the cost-count presets."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sedona_runtime.utils.errors import SedonaError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is a SedonaError: `error: <message>` and exit 2, no usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SedonaError(message)
+
+
+def run_main(run: Callable[[list[str] | None], int], argv: list[str] | None,
+             interrupted: str = "interrupted") -> int:
+    """Call `run(argv)` the way every CLI's `main` does: bad input is one `error:` line on stderr and its
+    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(argv)
+    except SedonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+
+
+def apply_options(cfg: Any, args: argparse.Namespace, fields: dict[str, tuple[str | None, str]]) -> None:
+    """Set every option that was given (not None) on its config field: option -> (section, field), section
+    None being the top level. One --seed drives init, data split and batch order (cfg.seed, cfg.data.seed)."""
+    for option, (section, name) in fields.items():
+        value = getattr(args, option)
+        if value is not None:
+            setattr(getattr(cfg, section) if section else cfg, name, value)
+    if getattr(args, "seed", None) is not None:
+        cfg.seed = cfg.data.seed = args.seed
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The network stem, input size and class count a data set's costs are counted at."""
+
+    stem: str
+    image_size: int
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+
+# Used by inspect and plan, which count costs without loading any data (digits count at CIFAR size).
+PRESETS: dict[str, Preset] = {
+    "digits": Preset("cifar", 32, 10),
+    "cifar10": Preset("cifar", 32, 10),
+    "cifar100": Preset("cifar", 32, 100),
+    "tiny_imagenet": Preset("tiny_imagenet", 64, 200),
+    "imagenet": Preset("imagenet", 224, 1000),
+}
