@@ -1,7 +1,7 @@
 """Wall-clock speedup of the K-process greedy pipeline over single-process backprop, measured side by side.
 
-    python benchmarks/speedup.py                       # defaults: vgg19 x0.25, K=2, 32x32, batch 64
-    python benchmarks/speedup.py --decoupling my.json --blocks 4 --arch resnet50
+    python benchmarks/speedup.py                       # defaults: resnet101 x0.25, K=2, 32x32, batch 32
+    python benchmarks/speedup.py --arch vgg19 --batch-size 64 --decoupling my.json
     python benchmarks/speedup.py --predict-only        # profile one device, predict K devices
 
 The baseline runs on one core set (or one GPU); the pipeline on K disjoint core sets of the same size

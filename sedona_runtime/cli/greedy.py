@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
-    add_training_options(p, image_size=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, else 32)",
+    add_training_options(p, image_size=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, 64 on imagefolder, else 32)",
                          width=f"channel width multiplier (default {DEMO_WIDTH} on digits, else 1)")
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--seed", type=int)

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="channel width multiplier (the paper searches at 0.25)")
     p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
     p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
-    p.add_argument("--image-size", type=int, help="input resolution (default 32)")
+    p.add_argument("--image-size", type=int, help="input resolution (default 32; imagefolder 64)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
     p.add_argument("--val-fraction", type=float, help="share of the training split that validates (default 0.4)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32)",
+def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32; imagefolder 64)",
                          width: str = "channel width multiplier (default 1.0)") -> None:
     """The data and optimisation options of a training run (this CLI and the pipelined one share them)."""
     p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")

@@ -46,23 +46,16 @@ class StopSignal:
                  cond: threading.Condition | None = None) -> None:
         """Wait until `ready()` (checked under `cond` if given), bounded by `timeout` and the stop signal."""
         deadline = time.monotonic() + timeout
+        # Under `cond`, a notify wakes the wait at once; without one only the stop signal does.
+        wait = cond.wait if cond is not None else self._event.wait
         while True:
-            if cond is not None:
-                if ready():
-                    return
-                self.check()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ChannelTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-                cond.wait(min(POLL_S, left))
-            else:
-                if ready():
-                    return
-                self.check()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ChannelTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
-                self._event.wait(min(POLL_S, left))
+            if ready():
+                return
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChannelTimeout(f"timed out after {timeout:.0f}s waiting for {what}")
+            wait(min(POLL_S, left))
 
 
 STOP = StopSignal()
