@@ -14,7 +14,7 @@ from sedona_runtime.search.export import write_results
 from sedona_runtime.search.runner import SearchRunner
 from sedona_runtime.utils.errors import SedonaError
 
-RELEASED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sedona-released-alpha-beta.json"
+RELEASED = Path(__file__).resolve().parents[1] / "decoupling" / "data" / "sedona-released-alpha-beta.json"
 
 
 def tiny_config(**kw) -> SearchConfig:
