@@ -290,7 +290,8 @@ class Coordinator:
             "train_time_s": train_s,
             "samples_per_s": (total - self.start_step) * cfg.batch_size / max(wall, 1e-9),
             "peak_memory_bytes": [s.get("peak_memory", 0) for s in stats],
-            "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_rss",
+            # Each block reports its own kind; a run mixing CPU and GPU blocks has no single label.
+            "peak_memory_kind": _one_kind([s.get("memory_kind", "") for s in stats]),
             "device": "pipeline",
             "pipeline": {"blocks": stats, "queue_depth": self.pcfg.queue_depth, "window": self.pcfg.window,
                          "world_size": self.world_size, "resumed_from": self.start_step or None},
@@ -300,3 +301,8 @@ class Coordinator:
         self.run_dir.write_summary(summary)
         self.reporter.finish(summary)
         return summary
+
+
+def _one_kind(kinds: list[str]) -> str:
+    """The blocks' common peak-memory kind, or "mixed"."""
+    return kinds[0] if kinds and all(k == kinds[0] for k in kinds) else "mixed"

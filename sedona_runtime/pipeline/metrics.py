@@ -19,6 +19,7 @@ class BlockStats:
     queue_depth: int = 0        # items in this block's input queue at the last get
     busy_frac: float = 0.0      # busy / wall over the interval
     peak_memory: int = 0
+    memory_kind: str = ""       # what peak_memory is: "process_rss" (CPU block) or "cuda_max_allocated"
     total_busy_s: float = 0.0
     total_wait_in_s: float = 0.0
     total_wait_out_s: float = 0.0

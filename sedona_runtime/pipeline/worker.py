@@ -102,6 +102,7 @@ class Stage:
 
     def loop(self) -> None:
         meter = BlockMeter(self.runner.step)
+        meter.stats.memory_kind = "cuda_max_allocated" if self.place.device.startswith("cuda") else "process_rss"
         log_every = self.log_every
         spans: list[tuple[int, float, float]] | None = [] if self.pcfg.timeline else None
         while True:

@@ -32,6 +32,7 @@ def test_pipeline_equals_single_process(tmp_path, reference):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == STEPS and summary["K"] == 3
     assert len(summary["pipeline"]["blocks"]) == 3 and all(b["step"] == STEPS for b in summary["pipeline"]["blocks"])
+    assert summary["peak_memory_kind"] == "process_rss"  # CPU blocks report their process RSS
     # Per-block metrics reached the run directory at every log interval.
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any(len(r.get("blocks", [])) == 3 for r in records)
