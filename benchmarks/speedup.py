@@ -170,8 +170,8 @@ def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
     for row in table_rows(result):
         table.add_row(*row)
     console.print(table)
-    console.print("per block, per step (ms): busy in the pipeline / predicted from the profile, waiting for "
-                  "input, waiting for queue space, sending")
+    console.print("per block, per step (ms): busy in the pipeline (median, timed window) / predicted from the "
+                  "profile; phases, waiting for input, for queue space, sending, queue depth (repetition 1, all steps)")
     for d in result["decouplings"]:
         console.print(f"  {d['name']}: cut {d['decoupling']}")
         for b in d["blocks"]:

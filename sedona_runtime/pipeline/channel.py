@@ -42,6 +42,8 @@ class SendChannel(abc.ABC):
     queue depth plus the window pile up: a full receiver blocks the sender (backpressure).
     """
 
+    last_wait_s: float = 0.0  # how long the last put waited for the receiver (backpressure), for the meters
+
     @abc.abstractmethod
     def put(self, item: Any, timeout: float) -> None:
         """Send `item`; raise ChannelTimeout if it is not accepted within `timeout` seconds."""

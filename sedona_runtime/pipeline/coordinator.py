@@ -123,13 +123,13 @@ class Coordinator:
         notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     f"{self.K} processes", notes))
-        STOP.clear()  # a process may run several pipelines one after another (the speedup benchmark does)
+        STOP.clear()  # a stop left over from an earlier run in this process must not end this one
         # While the blocks train, they own the cores. The coordinator's work (batch assembly,
         # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
-        # measured on 2 cores, slowed every block by 20-50% (benchmarks/README.md).
+        # measured on 2 cores, slowed every block by 20-55% (benchmarks/README.md). Capped even with
+        # a GPU here: the blocks may still be CPU blocks (--devices cpu).
         threads = torch.get_num_threads()
-        if self.device.type == "cpu":
-            torch.set_num_threads(1)
+        torch.set_num_threads(1)
         try:
             self.connect()
             connected = True
@@ -149,7 +149,7 @@ class Coordinator:
         finally:
             torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
             if getattr(self, "inbox", None) is not None:
-                self.inbox.unregister()  # free the name for the next run in this process
+                self.inbox.unregister()  # free the queue name: the registry is per process, not per run
         wall = time.perf_counter() - t_start
         return self.finish(wall)
 
