@@ -25,12 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rich.console import Console  # noqa: E402
-from rich.measure import Measurement  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from speedup_lib.accuracy_plan import decouplings  # noqa: E402
 
 from sedona_runtime.cli._common import OneLineParser, run_main  # noqa: E402
+from sedona_runtime.cli.display import print_unwrapped  # noqa: E402
 from sedona_runtime.data.config import DATASETS, DataConfig  # noqa: E402
 from sedona_runtime.models import ModelConfig  # noqa: E402
 from sedona_runtime.training.config import TrainConfig, resolve_defaults  # noqa: E402
@@ -153,9 +153,7 @@ def run(argv: list[str] | None) -> int:
         table.add_column(col, no_wrap=True)
     for row in table_rows(result):
         table.add_row(*row)
-    # Widen a narrow console to the table's natural width so every row stays one line in logs and pipes.
-    console.width = max(console.width, Measurement.get(console, console.options.update_width(10_000), table).maximum)
-    console.print(table)
+    print_unwrapped(console, table)
     say(f"wrote {out}")
     return 0
 

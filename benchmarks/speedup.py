@@ -79,8 +79,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     bc = BenchConfig(arch=args.arch, width=args.width, image_size=args.image_size, batch_size=args.batch_size,
                      warmup=args.warmup, steps=args.steps, repeats=args.repeats, blocks=args.blocks,
                      queue_depth=args.queue_depth, device=args.device)
-    if bc.steps < 2 or bc.warmup < 1 or bc.repeats < 1 or bc.blocks < 2:
-        raise SedonaError("need --steps >= 2, --warmup >= 1, --repeats >= 1 and --blocks >= 2")
+    bc.validate()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = core_sets(bc.blocks)

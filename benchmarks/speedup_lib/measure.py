@@ -32,6 +32,13 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"      # "cpu": one core set per process; "cuda": one GPU per block
 
+    def validate(self) -> None:
+        """Both timed windows open at the end of step `warmup`, so there must be one."""
+        from sedona_runtime.utils.errors import SedonaError
+
+        if self.steps < 2 or self.warmup < 1 or self.repeats < 1 or self.blocks < 2:
+            raise SedonaError("need --steps >= 2, --warmup >= 1, --repeats >= 1 and --blocks >= 2")
+
 
 def train_config(bc: BenchConfig, decoupling: str, out_dir: str) -> TrainConfig:
     """The training run a measurement executes: synthetic data, no augmentation, no evaluation."""
@@ -88,9 +95,8 @@ def time_baseline(bc: BenchConfig, cores: list[int]) -> dict[str, Any]:
         finally:
             proc.cpu_affinity(saved_affinity)
             torch.set_num_threads(saved_threads)
-    window = stamps[-1] - stamps[bc.warmup - 1] if bc.warmup > 0 else stamps[-1] - stamps[0]
-    n = bc.steps if bc.warmup > 0 else bc.steps - 1
-    return {"wall_s": window, "step_s": window / n, "phases_s": {k: v / bc.steps for k, v in phases.items()},
+    window = stamps[-1] - stamps[bc.warmup - 1]  # from the end of the last warm-up step: `steps` steps
+    return {"wall_s": window, "step_s": window / bc.steps, "phases_s": {k: v / bc.steps for k, v in phases.items()},
             "peak_memory_bytes": runner.peak_memory}
 
 
@@ -138,25 +144,24 @@ def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
     K = len(timeline)
     last = timeline[K]
     done = {int(step): end for step, _, end in last}
-    first_timed = bc.warmup  # completion of step `warmup` (1-based) opens the window
-    window = done[bc.warmup + bc.steps] - done[first_timed] if first_timed >= 1 else None
-    n = bc.steps
+    end = bc.warmup + bc.steps
+    window = done[end] - done[bc.warmup]  # the last block completing step `warmup` (1-based) opens it
     blocks = []
     for i in range(1, K + 1):
-        stats = pipe["blocks"][i - 1]
-        spans = [(s, a, b) for s, a, b in timeline[i] if first_timed < s <= bc.warmup + bc.steps]
+        stats = pipe["blocks"][i - 1]  # BlockStats of the whole run (pipeline/metrics.py)
+        spans = [(s, a, b) for s, a, b in timeline[i] if bc.warmup < s <= end]
         busy = sum(b - a for _, a, b in spans)
-        phases = {k: v / max(1, stats.get("phase_steps", 1)) for k, v in stats.get("phase_s", {}).items()}
+        steps = max(1, stats["step"])
         blocks.append({
             "block": i,
             "step_s": busy / max(1, len(spans)),  # mean busy time per step inside the window
-            "phases_s": phases,
-            "wait_in_s_per_step": stats.get("total_wait_in_s", 0.0) / max(1, stats.get("step", 1)),
-            "wait_out_s_per_step": stats.get("total_wait_out_s", 0.0) / max(1, stats.get("step", 1)),
-            "transfer_s_per_step": stats.get("total_transfer_s", 0.0) / max(1, stats.get("step", 1)),
-            "queue_depth_mean": stats.get("queue_depth_mean", 0.0),
-            "busy_frac": busy / window if window else None,
-            "peak_memory_bytes": stats.get("peak_memory", 0),
+            "phases_s": {k: v / max(1, stats["phase_steps"]) for k, v in stats["phase_s"].items()},
+            "wait_in_s_per_step": stats["total_wait_in_s"] / steps,
+            "wait_out_s_per_step": stats["total_wait_out_s"] / steps,
+            "transfer_s_per_step": stats["total_transfer_s"] / steps,
+            "queue_depth_mean": stats["queue_depth_mean"],
+            "busy_frac": busy / window,
+            "peak_memory_bytes": stats["peak_memory"],
         })
-    return {"wall_s": window, "step_s": window / n if window else None, "blocks": blocks,
+    return {"wall_s": window, "step_s": window / bc.steps, "blocks": blocks,
             "timeline": {str(i): timeline[i] for i in timeline}}

@@ -5,22 +5,20 @@ from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 
 from sedona_runtime.training.display import Progress, Reporter, RunInfo
 
 # summary["peak_memory_kind"] -> what the number is: on CPU a block's peak is its process's RSS (model,
 # optimizer, activations and the interpreter), on GPU torch's peak allocation on the block's device.
 MEMORY_LABELS = {"process_rss": "peak RSS", "cuda_max_allocated": "peak CUDA alloc"}
+SHORT_MEMORY_LABELS = {"process_rss": "RSS", "cuda_max_allocated": "CUDA"}  # per cell, when blocks mix kinds
 
 
 def memory_label(kind: str) -> str:
     """Screen label of a peak-memory kind ('process_rss' or 'cuda_max_allocated')."""
     return MEMORY_LABELS.get(kind, "peak memory")
-
-
-def memory_kind(device: str) -> str:
-    """The peak-memory kind a block on `device` reports."""
-    return "cuda_max_allocated" if device.startswith("cuda") else "process_rss"
 
 
 def fmt_time(seconds: float) -> str:
@@ -117,3 +115,13 @@ def print_summary(console: Console, summary: dict, out: str) -> None:
     best_txt = f"best val error {best:.2%} (step {summary['best_val_step']}), " if best is not None else ""
     console.print(f"{best_txt}wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
                   f"run directory {escape(out)}")
+
+
+def print_unwrapped(console: Console, table: Table) -> None:
+    """Print `table` with every row on one line, widening a narrower console to fit it."""
+    # A console narrower than the table would wrap cells onto extra lines; widen it so every row stays one
+    # line for whoever parses the output (a terminal may still fold long rows on screen).
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    if natural > console.width:
+        console.width = natural
+    console.print(table)

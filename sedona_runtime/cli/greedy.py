@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from sedona_runtime.cli._common import OneLineParser, run_main
-from sedona_runtime.cli.display import fmt_mib, memory_kind, memory_label, print_summary
+from sedona_runtime.cli.display import SHORT_MEMORY_LABELS, fmt_mib, memory_label, print_summary
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
@@ -115,17 +115,15 @@ class PlainPipelineReporter(PipelineReporter):
 class RichPipelineReporter(PipelineReporter):
     """A live table: per block its step, loss, throughput, busy and waiting time, queue depth, peak memory.
 
-    `memory_kinds` (one per block) names the memory column: peak RSS on CPU, peak CUDA allocation on
-    GPU; with blocks on both, each cell says which it is.
+    The memory column says what each block measured (it reports its own `memory_kind`): peak RSS on
+    CPU, peak CUDA allocation on GPU; with blocks on both, each cell says which it is.
     """
 
-    def __init__(self, console: Console, memory_kinds: list[str]) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
         self.live = Live(console=console, refresh_per_second=4, transient=False)
         self.val = ""
         self.names: list[str] = []
-        self.kinds = memory_kinds
-        self.mixed = len(set(memory_kinds)) > 1
 
     def start(self, info: RunInfo) -> None:
         self.names = info.blocks
@@ -133,13 +131,10 @@ class RichPipelineReporter(PipelineReporter):
             self.console.print(f"  {line}", markup=False, highlight=False)
         self.live.start()
 
-    def _memory(self, i: int, n: int) -> str:
-        if not self.mixed:
-            return fmt_mib(n)
-        return f"{fmt_mib(n)} {'CUDA' if self.kinds[i - 1] == 'cuda_max_allocated' else 'RSS'}"
-
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
-        mem_col = "peak memory" if self.mixed or not self.kinds else memory_label(self.kinds[0])
+        kinds = {s.get("memory_kind", "") for s in stats.values()}
+        mixed = len(kinds) > 1
+        mem_col = "peak memory" if mixed or not kinds else memory_label(kinds.pop())
         t = Table(title=f"fed {fed}/{total}{self.val}", title_justify="left")
         for col in ("block", "step", "loss", "samples/s", "busy", "wait in", "wait out", "queue", mem_col):
             t.add_column(col, justify="left" if col == "block" else "right")
@@ -147,7 +142,8 @@ class RichPipelineReporter(PipelineReporter):
             name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
             t.add_row(name, str(s["step"]), f"{s['loss']:.4f}", f"{s['samples_per_s']:.0f}",
                       f"{s['busy_frac']:.0%}", f"{s['total_wait_in_s']:.1f}s", f"{s['total_wait_out_s']:.1f}s",
-                      str(s["queue_depth"]), self._memory(i, s["peak_memory"]))
+                      str(s["queue_depth"]),
+                      fmt_mib(s["peak_memory"]) + (f" {SHORT_MEMORY_LABELS.get(s.get('memory_kind', ''), '')}" if mixed else ""))
         self.live.update(t)
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
@@ -155,14 +151,6 @@ class RichPipelineReporter(PipelineReporter):
 
     def close(self) -> None:
         self.live.stop()
-
-
-def block_memory_kinds(pcfg: PipelineConfig) -> list[str]:
-    """Per block, the peak-memory kind it reports, from where the launcher puts it on this machine."""
-    from sedona_runtime.pipeline.affinity import parse_devices, resolve_device
-
-    explicit = parse_devices(pcfg.devices, pcfg.blocks)
-    return [memory_kind(str(resolve_device(pcfg.devices, i, explicit))) for i in range(pcfg.blocks)]
 
 
 def run(argv: list[str] | None) -> int:
@@ -176,7 +164,7 @@ def run(argv: list[str] | None) -> int:
         return int(run_pipeline(pcfg))
     reporter: PipelineReporter
     if console.is_terminal and not args.plain:
-        reporter = RichPipelineReporter(console, block_memory_kinds(pcfg))
+        reporter = RichPipelineReporter(console)
     else:
         reporter = PlainPipelineReporter(console, every=max(1, (pcfg.train.steps or 400) // 10))
     try:

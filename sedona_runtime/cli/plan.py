@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from sedona_runtime.cli._common import PRESETS, OneLineParser, run_main
+from sedona_runtime.cli.display import print_unwrapped
+from sedona_runtime.decoupling.resolve import is_spec
 from sedona_runtime.utils.errors import SedonaError
 
 # Decoupling specs built for a network (they need --arch); everything else is a file or a shipped name.
-_SPEC_KINDS = ("dgl", "predsim", "sedona")
 
 _EPILOG = (
     "Files: unless --out and --png say otherwise, the chosen decoupling goes to planned_<name>_k<K>.json in "
@@ -67,13 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(_run, argv)
 
 
-def _is_spec(decoupling: str) -> bool:
-    return decoupling == "backprop" or decoupling.split(":")[0] in _SPEC_KINDS
-
-
 def default_out(decoupling: str, arch: str, K: int) -> Path:  # noqa: N803 - the paper's name
     """planned_<name>_k<K>.json in the current directory (<name>: file name, or <arch>_<spec> for a spec)."""
-    if _is_spec(decoupling):
+    if is_spec(decoupling):
         name = f"{arch}_{decoupling.replace(':', '')}"
     else:
         name = Path(decoupling).name.removesuffix(".json")
@@ -93,7 +89,7 @@ def _run(argv: list[str] | None) -> int:
         raise SedonaError(f"--blocks must be a positive integer, got {args.blocks}")
     if args.batch_size < 1:
         raise SedonaError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    if args.arch is None and _is_spec(args.decoupling) and not Path(args.decoupling).exists():
+    if args.arch is None and is_spec(args.decoupling) and not Path(args.decoupling).exists():
         raise SedonaError(f"--decoupling {args.decoupling} is built for a network: give --arch too "
                           "(files and shipped names carry their own)")
     preset = PRESETS[args.dataset]
@@ -140,15 +136,6 @@ def _score(plan, value: float | None) -> str:
     return "n/a" if value is None or not plan.has_alpha else f"{value:.6f}"
 
 
-def _print_unwrapped(console: Console, table: Table) -> None:
-    # A console narrower than the table would wrap cells onto extra lines; widen it so every row stays one
-    # line for whoever parses the output (a terminal may still fold long rows on screen).
-    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
-    if natural > console.width:
-        console.width = natural
-    console.print(table)
-
-
 def _print_plan(console: Console, dec, plan, rows: int) -> None:
     cm = plan.cost_model
     pred = plan.input_prediction
@@ -170,7 +157,7 @@ def _print_plan(console: Console, dec, plan, rows: int) -> None:
         table.add_row(str(i), _score(plan, cut.score), f"{cut.speedup:.3f}x",
                       f"{slow} ({cut.max_cost / pred.baseline:.0%})",
                       " ".join(map(str, cut.boundaries)) or "-", " ".join(plan.heads_of(cut)) or "-", mark)
-    _print_unwrapped(console, table)
+    print_unwrapped(console, table)
     if len(plan.front) > rows:
         say(f"({len(plan.front) - rows} more front points; --rows to show them)")
     shares = " ".join(f"{b.cost / pred.baseline:.0%}" for b in pred.blocks)

@@ -14,6 +14,11 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 _KSPEC = re.compile(r"^(?P<name>[a-z]+):(?P<k>.*)$")
 
 
+def is_spec(text: str) -> bool:
+    """True for the decouplings built for a model rather than read from a file: backprop, NAME:K."""
+    return text == "backprop" or bool(_KSPEC.match(text))
+
+
 def list_shipped() -> list[str]:
     """Names of the shipped decouplings (e.g. "resnet152_k4"), sorted."""
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.json"))
@@ -41,7 +46,7 @@ def load_decoupling(path_or_name: str) -> Decoupling:
         dec = read_decoupling(shipped)
         dec.origin = f"shipped decoupling {shipped.name}"
         return dec
-    if path_or_name == "backprop" or _KSPEC.match(path_or_name):
+    if is_spec(path_or_name):
         raise SedonaError(f"{path_or_name!r} is built for a model: use resolve_decoupling(spec, arch, num_layers)")
     raise SedonaError(
         f"{path_or_name}: no such decoupling file, and not a shipped name (shipped: {', '.join(list_shipped())}; "

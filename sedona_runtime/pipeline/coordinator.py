@@ -126,7 +126,7 @@ class Coordinator:
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
         # While the blocks train, they own the cores. The coordinator's work (batch assembly,
         # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
-        # measured on 2 cores, slowed every block by 20-55% (benchmarks/README.md). Capped even with
+        # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md). Capped even with
         # a GPU here: the blocks may still be CPU blocks (--devices cpu).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)

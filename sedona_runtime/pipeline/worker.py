@@ -80,7 +80,7 @@ class Stage:
 
     def build(self) -> None:
         """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
-        from sedona_runtime.training.block import BlockRunner
+        from sedona_runtime.training.block import BlockRunner, memory_kind
         from sedona_runtime.training.checkpoint import set_rng_state
         from sedona_runtime.training.run_dir import RunDir
 
@@ -89,6 +89,7 @@ class Stage:
         # and keeps its own block: identical initial weights with nothing to ship.
         blocks = build_model_blocks(cfg, self.setup["input_shape"])
         self.runner = BlockRunner(blocks[self.index - 1], cfg, torch.device(self.place.device))
+        self.memory_kind = memory_kind(self.place.device)
         self.checkpoints = RunDir(cfg.out_dir).checkpoints
         self.log_every = max(1, cfg.log_interval)
         step = self.setup["resume_step"]
@@ -102,7 +103,7 @@ class Stage:
 
     def loop(self) -> None:
         meter = BlockMeter(self.runner.step)
-        meter.stats.memory_kind = "cuda_max_allocated" if self.place.device.startswith("cuda") else "process_rss"
+        meter.stats.memory_kind = self.memory_kind
         log_every = self.log_every
         spans: list[tuple[int, float, float]] | None = [] if self.pcfg.timeline else None
         while True:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from sedona_runtime.search.config import RESUME_FREE
+from sedona_runtime.utils.config import flatten
 from sedona_runtime.utils.errors import SedonaError
 
 
@@ -32,13 +33,7 @@ def deferred_interrupt() -> Iterator[threading.Event]:
 
 def check_resumable(saved: dict, now: dict) -> None:
     """SedonaError naming the first setting that differs from the stopped search's."""
-    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-
-    a, b = flat(saved), flat(now)
+    a, b = flatten(saved), flatten(now)
     # The model's num_classes/stem/in_channels were resolved from the data when the search began.
     derived = {"model.num_classes", "model.stem", "model.in_channels"}
     for key in sorted(set(a) | set(b)):

@@ -104,6 +104,7 @@ class SearchRunner:
         end = self.total if stop_after is None else min(self.total, stop_after)
         self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
                     "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
+        saved_at = None
         with deferred_interrupt() as interrupted:
             while self.step < end:
                 if self.step < self.pretrain_steps:
@@ -117,7 +118,9 @@ class SearchRunner:
                     raise KeyboardInterrupt
                 if (every and self.step % every == 0) or self.step == self.pretrain_steps:
                     self._save()
-        self._save()  # where it stopped, or the finished state
+                    saved_at = self.step
+        if saved_at != self.step:  # where it stopped, or the finished state (unless just written)
+            self._save()
         if self.step < self.total:
             return None
         return self._finish()

@@ -127,6 +127,11 @@ class StepResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def memory_kind(device: str | torch.device) -> str:
+    """What a block's peak_memory is on `device`: torch's peak CUDA allocation, or the process RSS on CPU."""
+    return "cuda_max_allocated" if torch.device(device).type == "cuda" else "process_rss"
+
+
 class BlockRunner:
     """Owns one block's optimizer, cosine schedule, grad scaler and device; trains it one step at a time.
 

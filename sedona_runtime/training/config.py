@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 
 from sedona_runtime.data.config import DataConfig
@@ -59,7 +58,6 @@ _PREDSIM_TINY = dict(optimizer="adam", lr=5e-4, final_lr=1e-6, weight_decay=1e-4
 _OPTIMIZERS = ("sgd", "adam")
 _DTYPES = ("float32", "float64")
 _METHODS = ("backprop", "dgl", "predsim")
-_KSPEC = re.compile(r"^[a-z]+:\d+$")
 
 
 def method_of_heads(heads: list[str]) -> str:
@@ -82,10 +80,10 @@ def method_of(decoupling: str) -> str:
     heads, so a file of PredSim heads trains with PredSim's defaults (SedonaError when it cannot be read).
     """
     from sedona_runtime.decoupling import load_decoupling
+    from sedona_runtime.decoupling.resolve import is_spec
 
     spec = (decoupling or "").strip()
-    m = _KSPEC.match(spec.lower())
-    if spec.lower() == "backprop" or m:
+    if is_spec(spec.lower()):
         name = spec.split(":", 1)[0].lower()
         return name if name in _METHODS else "sedona"
     return method_of_heads(load_decoupling(spec).heads)

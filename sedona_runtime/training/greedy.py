@@ -10,14 +10,15 @@ from typing import Any
 
 import torch
 
-from sedona_runtime.training.block import Block, BlockRunner, NonFiniteLossError, build_blocks, head_spec_fn
+from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossError, build_blocks, head_spec_fn,
+                                           memory_kind)
 from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from sedona_runtime.training.config import TrainConfig, resolve_defaults
 from sedona_runtime.training.display import Progress, Reporter, RunInfo
 from sedona_runtime.training.evaluate import EvalResult, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.run_dir import RunDir
-from sedona_runtime.utils.config import to_dict
+from sedona_runtime.utils.config import flatten, to_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_torch_save
 
@@ -80,20 +81,11 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
                     amp=first.amp)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
 
 def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
     """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
     output directory, device and log interval may change."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten(saved), flatten(current)
     differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
     if differ:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in differ[:4])
@@ -249,7 +241,7 @@ class GreedyTrainer:
             "train_time_s": self.train_s,
             "samples_per_s": done * cfg.batch_size / max(self.train_s, 1e-9),
             "peak_memory_bytes": [r.peak_memory for r in self.runners],
-            "peak_memory_kind": "cuda_max_allocated" if self.parts.device.type == "cuda" else "process_rss",
+            "peak_memory_kind": memory_kind(self.parts.device),
             "device": str(self.parts.device),
         }
 

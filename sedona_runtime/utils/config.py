@@ -43,3 +43,11 @@ def _dataclass_type(ftype: Any, owner: type) -> type | None:
 def dumps(cfg: Any) -> str:
     """A dataclass config as indented JSON text."""
     return json.dumps(to_dict(cfg), indent=2)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {"a.b.c": value}: settings compared key by key name the exact field."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out

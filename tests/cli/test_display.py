@@ -68,8 +68,8 @@ def test_pipeline_table_labels_its_memory_column():
                          (["cuda_max_allocated"] * 2, ["peak CUDA alloc"]),
                          (["cuda_max_allocated", "process_rss"], ["peak memory", "64 MiB CUDA", "64 MiB RSS"])):
         buf = io.StringIO()
-        rep = RichPipelineReporter(Console(file=buf, force_terminal=True, width=200), kinds)
+        rep = RichPipelineReporter(Console(file=buf, force_terminal=True, width=200))
         rep.start(RunInfo(["block 1/2", "block 2/2"], 10, 0, "2 processes"))
-        rep.blocks(10, 10, stats)
+        rep.blocks(10, 10, {i: dict(s, memory_kind=kinds[i - 1]) for i, s in stats.items()})  # as blocks report it
         rep.close()
         assert all(w in buf.getvalue() for w in words), buf.getvalue()
