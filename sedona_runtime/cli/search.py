@@ -54,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inner-steps", type=int, help="T, unrolled inner steps per outer step (default 5; 1: ablation)")
     p.add_argument("--val-batch-size", type=int,
                    help="validation images per outer step for the hypergradient (default 1024, as the release)")
-    p.add_argument("--no-fast-hypergradient", dest="fast_hypergradient", action="store_false", default=None,
-                   help="compute the hypergradient with PyTorch's own head layers (same result, slower)")
+    p.add_argument("--no-fast-heads", dest="fast_heads", action="store_false", default=None,
+                   help="train the heads with PyTorch's own layers (same functions and hypergradient, slower)")
     p.add_argument("--no-weight-sampling", dest="weight_sampling", action="store_false", default=None,
                    help="ablation: always continue from the newest weights")
     p.add_argument("--no-pretrain", dest="pretrain", action="store_false", default=None,
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500; also at phase ends)")
     p.add_argument("--config", help="a search config JSON (e.g. a previous run's config.json); options override it")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads on CPU (default 0: PyTorch's choice, one per core)")
     p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")
     p.add_argument("--out", default="runs/search", help="output directory (default runs/search)")
     p.add_argument("--resume", action="store_true", help="continue the stopped search in --out")
@@ -88,7 +90,7 @@ _FIELDS = {
     **{name: (None, name) for name in (
         "head_pool", "head_width", "pretrain_steps", "eval_every", "eval_batches", "memory_size", "search_steps",
         "inner_steps", "weight_sampling", "pretrain", "random_alpha", "random_beta", "blocks", "checkpoint_every",
-        "device", "val_batch_size", "fast_hypergradient")},
+        "device", "val_batch_size", "fast_heads")},
 }
 
 
@@ -228,6 +230,12 @@ def run(argv: list[str] | None) -> int:
         _print_written(console, cfg, written)
         return 0
     cfg = build_config(args)
+    if args.threads < 0:
+        raise SedonaError(f"--threads: must be 0 (one per core) or a positive count, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if console.is_terminal and not args.plain:
         reporter: PlainReporter | RichReporter = RichReporter(console)
     else:

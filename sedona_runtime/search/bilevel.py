@@ -138,8 +138,8 @@ class Bilevel:
     """Owns (alpha, beta) and their Adam; runs Algorithm 1's loop body on a given weight set.
 
     Adam: lr 0.01 and weight decay 1e-6 (paper E.1), betas (0.5, 0.999) (the release, search.py).
-    `fast`: compute the hypergradient with the second-order-friendly layers of `second_order` (the
-    network must have been converted with `second_order.convert`; same hypergradient up to rounding).
+    `fast`: run the unrolled steps, the hypergradient and the weight step with the layers of `second_order`
+    switched on (for a network converted with `second_order.convert`; the same up to rounding).
     """
 
     def __init__(
@@ -168,13 +168,13 @@ class Bilevel:
             loss, err, g_alpha, g_beta = hypergradient(
                 self.net, self.alpha, self.beta, batches, val_batch, lr, self.inner, weights.momentum
             )
-        self.alpha.grad, self.beta.grad = g_alpha, g_beta
-        self.outer.step()
-        self.outer.zero_grad(set_to_none=True)
-        # Start again from `weights` (batch-norm buffers included) for the weight step.
-        self.net.load_state_dict(weights.state)
-        opt = inner_optimizer(self.net, lr, self.inner, weights.momentum)
-        train_loss = weight_step(self.net, self.alpha, self.beta, batches[0], lr, self.inner, opt=opt)
+            self.alpha.grad, self.beta.grad = g_alpha, g_beta
+            self.outer.step()
+            self.outer.zero_grad(set_to_none=True)
+            # Start again from `weights` (batch-norm buffers included) for the weight step.
+            self.net.load_state_dict(weights.state)
+            opt = inner_optimizer(self.net, lr, self.inner, weights.momentum)
+            train_loss = weight_step(self.net, self.alpha, self.beta, batches[0], lr, self.inner, opt=opt)
         new = WeightSet({k: v.detach().clone() for k, v in self.net.state_dict().items()},
                         momentum_buffers(opt, self.net), weights.steps + 1)
         return OuterResult(loss, err, train_loss, new)

@@ -42,8 +42,10 @@ class SearchConfig:
     - val_batch_size 1,024: the release (README's search command and config.py `--valid-batch-size`): one
       shuffled batch of min(1024, |val|) validation images per outer step for L_val of Eq. 7.
     - blocks None: every K of PAPER_BLOCKS the network can be cut into; an explicit list must fit entirely.
-    - fast_hypergradient: the second-order-friendly head layers (search/second_order.py); same hypergradient
-      up to floating-point rounding (tests/search pin it in float64), about 2-3x faster on CPU.
+    - fast_heads: the heads' layers in the formulation of search/second_order.py for every training step
+      (pretraining, the unrolled steps, the weight step); the same functions and hypergradient up to
+      floating-point rounding (tests/search pin it in float64), several times faster on CPU
+      (benchmarks/README.md). False: PyTorch's own layers.
 
     Divergences from the release kept on purpose (the paper is explicit, or the release's choice is not
     what its paper computes):
@@ -90,7 +92,7 @@ class SearchConfig:
     outer_beta1: float = 0.5
     outer_beta2: float = 0.999
     val_batch_size: int = 1024  # validation images per outer step (min with the split's size)
-    fast_hypergradient: bool = True
+    fast_heads: bool = True
     # Output.
     blocks: list[int] | None = None  # K values to discretize for; None: PAPER_BLOCKS that fit
     random_alpha: bool = False  # also write Table 4's baselines: random alpha with the learned beta
@@ -142,7 +144,7 @@ class SearchConfig:
             value = getattr(self, name)
             if not _num(value) or value < 0 or (name in below_one and value >= 1):
                 raise SedonaError(f"{name}: must be a number in [0, {'1)' if name in below_one else 'inf)'}, got {value!r}")
-        for name in ("pretrain", "weight_sampling", "random_alpha", "random_beta", "fast_hypergradient"):
+        for name in ("pretrain", "weight_sampling", "random_alpha", "random_beta", "fast_heads"):
             if not isinstance(getattr(self, name), bool):
                 raise SedonaError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         if self.blocks is not None and (not isinstance(self.blocks, list) or not self.blocks):
@@ -193,8 +195,8 @@ PRESETS: dict[str, dict] = {
     "quick": {
         "model": {"arch": "small", "width": 0.5},
         "data": {"dataset": "digits", "image_size": 16, "batch_size": 64},
-        "head_width": 64, "pretrain_steps": 300, "eval_every": 30, "memory_size": 10,
-        "search_steps": 30, "inner_steps": 5, "val_batch_size": 256, "checkpoint_every": 100,
+        "head_width": 64, "pretrain_steps": 200, "eval_every": 25, "memory_size": 8,
+        "search_steps": 20, "inner_steps": 5, "val_batch_size": 128, "checkpoint_every": 50,
     },
 }
 
@@ -212,4 +214,4 @@ def apply_preset(cfg: SearchConfig, name: str) -> None:
 
 
 # Fields a resumed search may change without changing what it computes.
-RESUME_FREE = ("device", "checkpoint_every", "fast_hypergradient")
+RESUME_FREE = ("device", "checkpoint_every", "fast_heads")

@@ -69,14 +69,14 @@ class SearchRunner:
         width = cfg.head_width or head_width_for(self.data.stem)
         self.net: RelaxedNet = relax_model(model, cfg.head_pool, self.data.input_shape, self.data.num_classes,
                                            width, cfg.label_smoothing).to(self.device)
-        second_order.convert(self.net.heads)  # inert until Bilevel switches it on for the hypergradient
+        second_order.convert(self.net.heads)  # inert until switched on (cfg.fast_heads) for a training step
         n, m = model.num_layers - 1, len(cfg.head_pool)
         self.alpha = torch.zeros(n, 2, device=self.device, requires_grad=True)  # Algorithm 1: start at 0
         self.beta = torch.zeros(n, m, device=self.device, requires_grad=True)
         self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
         self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
                                outer_weight_decay=cfg.outer_weight_decay,
-                               outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_hypergradient)
+                               outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_heads)
         # "- weight sampling": a memory of one always hands back the newest weights.
         self.memory = WeightMemory(cfg.memory_size if cfg.weight_sampling else 1)
         self.sampler = make_generator("search-memory", cfg.seed)
@@ -140,7 +140,8 @@ class SearchRunner:
         t0, i = time.perf_counter(), self.step
         lr = cosine_lr(i, self.pretrain_steps, self.cfg.lr, self.cfg.lr_min)
         x, y = self._to_device(self.train.batch(i))
-        loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
+        with second_order.fast_path(self.net, self.cfg.fast_heads):
+            loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
         self.step += 1
         if self.step % self.cfg.eval_every == 0 or self.step == self.pretrain_steps:
             val_loss, val_err = self.evaluate()

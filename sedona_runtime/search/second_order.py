@@ -1,11 +1,13 @@
-"""The same head functions, written so that their second derivatives are cheap (the hypergradient's cost).
+"""The same head functions, written so that their first and second derivatives are cheap (the search's cost).
 
 The hypergradient (Eq. 7) differentiates every inner step's gradient once more. PyTorch's double backward
 of batch norm and of grouped (depthwise) convolution dominates that cost on the head pool: batch norm's is
 a long chain of full-size elementwise ops, and a depthwise convolution's is split into one convolution per
-group. The modules here compute exactly the same functions as the layers they replace, with the same
-parameters, buffers and state-dict keys, and switch to a formulation built from ops whose derivatives are
-cheap while `fast` is set (`fast_path`); otherwise, and in eval mode, they run the original layer:
+group; the widest tensors are the heads' last 1x1 convolution to the head width (512) and its batch norm.
+The modules here compute exactly the same functions as the layers they replace, with the same parameters,
+buffers and state-dict keys, and switch to a formulation built from ops whose derivatives are cheap while
+`fast` is set (`fast_path`; the search sets it for every training step, first-order ones included, where
+it also saves time); otherwise, and in eval mode, they run the original layer:
 
 - `FoldedPointwise`: 1x1 convolution + batch norm (+ ReLU) where the convolution widens (c -> o, c < o).
   u = W z is linear in z, so the batch statistics of u follow from z's c x c covariance
