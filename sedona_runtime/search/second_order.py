@@ -187,16 +187,19 @@ class _AffineReluSum(torch.autograd.Function):
     """s[b, o] = sum_p relu(sum_c W[o, c] z[b, c, p] + bias[o]).
 
     The backward is written with differentiable ops on (z, W, g) and the constant ReLU mask, so autograd
-    differentiates it again (the hypergradient) without ever forming another [B, o, P] tensor:
-    dW = sum_b g[b] (mask_b z_b^T), dz = (W * g)^T mask, dbias = sum_b g * (pixels with v > 0).
+    differentiates it again (the hypergradient) without ever forming another [B, o, P] tensor from the map:
+    dW = sum_b g[b] (mask_b z_b^T), dz = (W * g)^T mask, dbias = sum_b g * (pixels with v > 0). On maps with
+    fewer pixels than input channels (deep layers) the same sums go through the smaller mask * g instead.
     ReLU's derivative at 0 is 0, as autograd's.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
-        b, c, _ = z.shape
+        b, c, p = z.shape
         o = weight.shape[0]
-        v = torch.baddbmm(bias.view(1, o, 1), weight.expand(b, o, c), z)
+        # The bias rides in the product as a column of ones: one pass writes the map.
+        ones = z.new_ones(b, 1, p)
+        v = torch.bmm(torch.cat([weight, bias.view(o, 1)], 1).expand(b, o, c + 1), torch.cat([z, ones], 1))
         total = v.clamp_min_(0).sum(2)
         mask = v.gt_(0)  # in place: the [B, o, P] buffer becomes the (float) ReLU mask
         ctx.save_for_backward(z, weight, mask, mask.sum(2))
@@ -205,11 +208,19 @@ class _AffineReluSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
         z, weight, mask, active = ctx.saved_tensors
+        b, c, p = z.shape
         gz = gw = gb = None
-        if ctx.needs_input_grad[1]:
-            gw = (grad.unsqueeze(2) * torch.bmm(mask, z.transpose(1, 2))).sum(0)
-        if ctx.needs_input_grad[0]:
-            gz = torch.bmm(mask.transpose(1, 2), grad.unsqueeze(2) * weight).transpose(1, 2)
+        if p < c:  # deep layers: [B, o, P] is smaller than [B, o, c]
+            masked = mask * grad.unsqueeze(2)  # [B, o, P]
+            if ctx.needs_input_grad[1]:
+                gw = torch.einsum("bop,bcp->oc", masked, z)
+            if ctx.needs_input_grad[0]:
+                gz = torch.einsum("bop,oc->bcp", masked, weight)
+        else:
+            if ctx.needs_input_grad[1]:
+                gw = (grad.unsqueeze(2) * torch.bmm(mask, z.transpose(1, 2))).sum(0)
+            if ctx.needs_input_grad[0]:
+                gz = torch.bmm(mask.transpose(1, 2), grad.unsqueeze(2) * weight).transpose(1, 2)
         if ctx.needs_input_grad[2]:
             gb = (grad * active).sum(0)
         return gz, gw, gb
