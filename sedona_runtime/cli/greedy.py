@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=2, help="unacknowledged puts a sender may have in flight")
     p.add_argument("--timeout", type=float, default=300.0, help="bound in seconds on any single wait")
     p.add_argument("--port", type=int, default=0, help="loopback port when self-launching (0: a free one)")
+    p.add_argument("--transport", choices=("rpc", "p2p"), default="rpc",
+                   help="how activations travel between processes: rpc (RPC-backed queues) or p2p (c10d "
+                        "send/recv: gloo, NCCL between two GPUs)")
+    p.add_argument("--device-maps", action="store_true",
+                   help="rpc transport: move CUDA activations GPU to GPU with TensorPipe device maps (default: "
+                        "through pinned host memory)")
+    p.add_argument("--iface", help="network interface a multi-machine (torchrun) run listens on; a run on one "
+                                   "machine listens on loopback only")
     p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     return p
 
@@ -81,7 +89,7 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
         cfg.dtype = args.dtype
     return PipelineConfig(train=cfg, blocks=args.blocks, queue_depth=args.queue_depth, window=args.window,
                           devices=args.devices, threads=args.threads, timeout=args.timeout, resume=args.resume,
-                          port=args.port)
+                          port=args.port, transport=args.transport, device_maps=args.device_maps, iface=args.iface)
 
 
 class PlainPipelineReporter(PipelineReporter):
@@ -110,6 +118,9 @@ class PlainPipelineReporter(PipelineReporter):
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         self._print(f"step {step}: val error {val_error:.2%} (best {best_error:.2%})")
+
+    def note(self, line: str) -> None:
+        self._print(f"  {line}")
 
 
 class RichPipelineReporter(PipelineReporter):
@@ -148,6 +159,9 @@ class RichPipelineReporter(PipelineReporter):
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         self.val = f"  val error {val_error:.1%} at step {step} (best {best_error:.1%})"
+
+    def note(self, line: str) -> None:
+        self.console.print(f"  {line}", markup=False, highlight=False)
 
     def close(self) -> None:
         self.live.stop()

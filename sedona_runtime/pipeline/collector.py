@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from sedona_runtime.pipeline.channel import Aborted, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.messages import Report
-from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
+from sedona_runtime.pipeline.channel import RecvChannel
 
 # When several things go wrong at once, the root cause is reported: a process that died beats a
 # block that raised, which beats a missed heartbeat, which beats the channel errors they cause.
@@ -18,7 +18,7 @@ _GRACE_S = 0.5  # after the first failure, wait this long for a more telling one
 class Collector:
     """Thread-safe store of what the blocks reported, fed by a thread draining the inbox."""
 
-    def __init__(self, inbox: RpcRecvChannel, blocks: int) -> None:
+    def __init__(self, inbox: RecvChannel, blocks: int) -> None:
         self.inbox, self.K = inbox, blocks
         self.lock = threading.Condition()
         self.metrics: dict[int, dict] = {}                       # latest stats per block

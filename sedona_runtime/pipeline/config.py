@@ -23,6 +23,10 @@ class PipelineConfig:
     resume: bool = False
     port: int = 0                   # loopback port for the self-launched group (0: a free one)
     timeline: bool = False          # blocks record (step, start, end) wall-clock spans of every step (benchmarks)
+    transport: str = "rpc"          # activations between processes: "rpc" (RPC queues) | "p2p" (c10d send/recv)
+    device_maps: bool = False       # rpc: CUDA activations go GPU to GPU through TensorPipe device maps
+                                    # (else through pinned host memory)
+    iface: str | None = None        # network interface a multi-machine run listens on (one machine: loopback)
 
     def validate(self) -> None:
         checks = [
@@ -32,6 +36,7 @@ class PipelineConfig:
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
             (self.timeout > 0, f"--timeout must be > 0, got {self.timeout}"),
             (0 <= self.port < 65536, f"--port must be in 0..65535, got {self.port}"),
+            (self.transport in ("rpc", "p2p"), f"--transport must be rpc or p2p, got {self.transport!r}"),
         ]
         for ok, message in checks:
             if not ok:

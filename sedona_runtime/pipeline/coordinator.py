@@ -3,38 +3,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.messages import Batch, Marker
-from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel, _short
-from sedona_runtime.pipeline.rpc_runtime import (Watchdog, abort_peers, block_name, coordinator_name, start_rpc,
-                                                 stop_rpc)
+from sedona_runtime.pipeline.placement import sharing_notes
+from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
+                                              short)
+from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, use_interface
+from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
+from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc, stop_rpc
 from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.training.block import cosine_factor
 from sedona_runtime.training.display import Reporter, RunInfo
 from sedona_runtime.training.evaluate import EvalResult, evaluate
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.io import atomic_torch_save
+from sedona_runtime.utils.io import atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-INBOX = "reports"
-_SETUP: dict | None = None   # what a block needs to build itself; set before the coordinator joins
-
-
-def _rpc_setup() -> dict:
-    """Runs on the coordinator: the resolved TrainConfig, input shape and resume step for a block."""
-    if _SETUP is None:
-        raise RuntimeError("the coordinator has no run set up")
-    return _SETUP
+TOKEN = ".pipeline-token"  # written by the coordinator, read by every block: do they share the run directory?
 
 
 class PipelineFailed(SedonaError):
@@ -49,30 +48,33 @@ class PipelineReporter(Reporter):
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
         """Called after every reporting interval with the latest BlockStats dict of each block."""
 
+    def note(self, line: str) -> None:
+        """Something the user should know that was learnt after start (e.g. blocks sharing a GPU)."""
+
 
 class Coordinator:
     """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed).
 
     Evaluation gathers the weights rather than asking the blocks to evaluate: at each validation
     point a 'snapshot' marker travels down the pipe and every block sends its weights at exactly that
-    step; the coordinator loads them into its own copy of the blocks and runs training.evaluate (the
-    classifier and the auxiliary ensemble), the very code the single-process trainer runs, while the
+    step; the coordinator loads them into its own copy of the blocks (on the CPU: it holds no GPU
+    memory) and runs training.evaluate, the very code the single-process trainer runs, while the
     blocks keep training. The test set is evaluated the same way on the final weights.
     """
 
-    def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, init_method: str,
+    def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, meeting: Meeting, store,
                  reporter: PipelineReporter | None = None,
                  child_failure: Callable[[], tuple[int, str] | None] | None = None,
                  notes: list[str] | None = None) -> None:
         self.pcfg, self.parts, self.run_dir = pcfg, parts, run_dir
         self.cfg = parts.cfg
         self.K = pcfg.blocks
-        self.world_size, self.init_method = world_size, init_method
+        self.world_size, self.meeting, self.store = world_size, meeting, store
         self.reporter = reporter or PipelineReporter()
         self.child_failure = child_failure or (lambda: None)
         self.notes = list(notes or [])
         self.timeout = pcfg.timeout
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device("cpu")  # the coordinator uses no GPU: its copy of the blocks evaluates on CPU
         self.dtype = getattr(torch, self.cfg.dtype)
         for b in parts.blocks:
             b.to(self.device, self.dtype)
@@ -80,19 +82,26 @@ class Coordinator:
         self.best_step: int | None = None
         self.start_step = 0
         self.peers = [block_name(i) for i in range(1, self.K + 1)]
+        self.transport = Transport(pcfg.transport, 0, self.K, depth=pcfg.queue_depth, window=pcfg.window,
+                                   timeout=pcfg.timeout)
 
     # -- setup ------------------------------------------------------------------------------------
     def connect(self) -> None:
-        global _SETUP
-        _SETUP = {"train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
-                  "resume_step": self.start_step or None}
+        """Join the group, hand every block the run's setup, open the feed to block 1."""
+        token = secrets.token_hex(16)
+        atomic_write_text(self.run_dir.path / TOKEN, token)
+        STATE.broker = broker = SetupBroker(self.K, {
+            "train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
+            "resume_step": self.start_step or None,
+            "token": {"path": str(Path(self.run_dir.path).resolve() / TOKEN), "value": token}})
         self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
         self.collector = Collector(self.inbox, self.K)
+        use_interface(self.meeting.iface)
         done, err = threading.Event(), []
 
         def _init() -> None:
             try:
-                start_rpc(coordinator_name(), 0, self.world_size, self.init_method, device=torch.device("cpu"),
+                start_rpc(COORDINATOR, 0, self.world_size, init_method_for(self.store), device=torch.device("cpu"),
                           timeout=self.timeout)
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 err.append(exc)
@@ -102,18 +111,31 @@ class Coordinator:
         # Joining is a barrier over all processes; a block that dies before joining would leave it
         # waiting forever, so the join runs aside while the launched processes are watched.
         threading.Thread(target=_init, name="rpc-init", daemon=True).start()
-        deadline = time.monotonic() + self.timeout
-        while not done.wait(0.1):
-            why = self.child_failure()
-            if why or time.monotonic() > deadline or STOP.is_set():
-                raise PipelineFailed(why[1] if why else STOP.reason or f"the {self.world_size - 1} block processes did not "
-                                     f"join within {self.timeout:.0f}s ({self.init_method})")
+        self._wait(done, f"the {self.world_size - 1} block processes did not join within {self.timeout:.0f}s")
         if err:
-            raise PipelineFailed(f"cannot join the RPC group at {self.init_method}: {_short(err[0])}")
+            raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
         self.collector.start()
-        self.out = RpcSendChannel(block_name(1), "input", self.pcfg.window)
         self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
+        self._wait(broker.complete, f"not every block registered within {self.timeout:.0f}s")
+        for line in sharing_notes(broker.setup["placements"]):
+            self.reporter.note(line)
+        self._check()  # a block that cannot see the run directory says so before the group forms
+        self.transport.connect(broker.setup["placements"], self.store)
+        self.out = self.transport.output
+
+    def _wait(self, event: threading.Event, timeout_message: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not event.wait(0.1):
+            why = self.child_failure()
+            if why:
+                raise PipelineFailed(why[1])
+            if getattr(self, "collector", None) is not None and self.collector.failed():
+                self._check()
+            if STOP.is_set():
+                raise PipelineFailed(STOP.reason)
+            if time.monotonic() > deadline:
+                raise PipelineFailed(timeout_message)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, stream) -> dict:
@@ -122,12 +144,11 @@ class Coordinator:
         connected = False
         notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
-                                    f"{self.K} processes", notes))
+                                    f"{self.K} processes ({self.pcfg.transport} transport)", notes))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
         # While the blocks train, they own the cores. The coordinator's work (batch assembly,
         # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
-        # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md). Capped even with
-        # a GPU here: the blocks may still be CPU blocks (--devices cpu).
+        # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -137,19 +158,18 @@ class Coordinator:
             self.drain()
         except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
             why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
-            if connected:
-                self._abort(exc)
+            self._abort(exc)
             if why is None and isinstance(exc, KeyboardInterrupt):
                 raise
             raise PipelineFailed(why or str(exc)) from None
         except BaseException as exc:  # a bug here: still stop every block before propagating
-            if connected:
-                self._abort(exc)
+            self._abort(exc)
             raise
         finally:
             torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
             if getattr(self, "inbox", None) is not None:
-                self.inbox.unregister()  # free the queue name: the registry is per process, not per run
+                self.inbox.close()  # free the queue name: the registry is per process, not per run
+            STATE.reset()
         wall = time.perf_counter() - t_start
         return self.finish(wall)
 
@@ -165,6 +185,9 @@ class Coordinator:
         return str(exc)
 
     def _abort(self, exc: BaseException) -> None:
+        """Tell every block to stop and leave the group (before joining, the launcher reaps the processes)."""
+        if getattr(self, "watchdog", None) is None:
+            return
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "the run failed"
         self.watchdog.stop()
         abort_peers(self.peers, reason)
@@ -210,13 +233,12 @@ class Coordinator:
         self.service()
         self.commit(total)
         self.watchdog.stop()
-        from sedona_runtime.pipeline.worker import _rpc_release
-        import torch.distributed.rpc as rpc
-
         for peer in self.peers:
-            rpc.rpc_sync(peer, _rpc_release, timeout=10.0)
+            rpc.rpc_sync(peer, rpc_release, timeout=10.0)
         self.collector.stop()
         stop_rpc(graceful=True, timeout=30.0)
+        self.transport.close(graceful=True)
+        (self.run_dir.path / TOKEN).unlink(missing_ok=True)
 
     # -- periodic work on the coordinator thread ----------------------------------------------------
     def service(self) -> None:
@@ -242,7 +264,7 @@ class Coordinator:
         lr = cfg.lr * cosine_factor(step - 1, cfg.steps, cfg.final_lr / cfg.lr)
         rate = min(s["samples_per_s"] for s in ordered)  # a pipeline runs at its slowest block's pace
         self.run_dir.log({"step": step, "loss": [s["loss"] for s in ordered], "lr": lr, "samples_per_s": rate,
-                      "blocks": ordered})
+                          "blocks": ordered})
         self.reporter.blocks(self.fed, cfg.steps, dict(self.collector.metrics))
 
     def _load(self, states: dict[int, dict]) -> None:
@@ -265,7 +287,7 @@ class Coordinator:
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, step
             atomic_torch_save(self.run_dir.best_weights, {"step": step, "val_error": err,
-                                                      "blocks": [b.state_dict() for b in self.parts.blocks]})
+                                                          "blocks": [b.state_dict() for b in self.parts.blocks]})
         self.reporter.validated(step, err, self.best_val)
         return err
 
@@ -290,11 +312,13 @@ class Coordinator:
             "train_time_s": train_s,
             "samples_per_s": (total - self.start_step) * cfg.batch_size / max(wall, 1e-9),
             "peak_memory_bytes": [s.get("peak_memory", 0) for s in stats],
+            "peak_reserved_bytes": [s.get("peak_reserved", 0) for s in stats],
             # Each block reports its own kind; a run mixing CPU and GPU blocks has no single label.
             "peak_memory_kind": _one_kind([s.get("memory_kind", "") for s in stats]),
             "device": "pipeline",
-            "pipeline": {"blocks": stats, "queue_depth": self.pcfg.queue_depth, "window": self.pcfg.window,
-                         "world_size": self.world_size, "resumed_from": self.start_step or None},
+            "pipeline": {"blocks": stats, "transport": self.pcfg.transport, "queue_depth": self.pcfg.queue_depth,
+                         "window": self.pcfg.window, "world_size": self.world_size,
+                         "resumed_from": self.start_step or None},
         }
         if c.timelines:
             summary["pipeline"]["timeline"] = {str(i): [list(x) for x in c.timelines[i]] for i in sorted(c.timelines)}

@@ -139,6 +139,7 @@ class GreedyTrainer:
     def save_checkpoint(self) -> None:
         """Write checkpoints/last.pt atomically; refuses (and keeps the previous one) if a weight is NaN/inf."""
         for runner in self.runners:
+            runner.check_finite()
             bad = runner.block.first_non_finite()
             if bad is not None:
                 raise NonFiniteLossError(runner.block.index, len(self.runners), self.step, what=f"weight {bad!r}")
@@ -173,7 +174,7 @@ class GreedyTrainer:
             lr = self.runners[0].lr
             for i, runner in enumerate(self.runners):
                 res = runner.train_step(x, y)
-                x, losses[i] = res.out, res.loss
+                x, losses[i] = res.out, res.loss_tensor  # read at the log interval (a device read on CUDA)
                 for name, sec in res.timings.items():
                     timings[i][name] = timings[i].get(name, 0.0) + sec
             self.step += 1
@@ -181,6 +182,9 @@ class GreedyTrainer:
             self.train_s += dt
             self.wall_s += dt
             if self.step % cfg.log_interval == 0 or self.step == until:
+                for runner in self.runners:
+                    runner.check_finite()
+                losses = [float(v) for v in losses]
                 rate = (self.step - window[1]) * cfg.batch_size / max(self.train_s - window[0], 1e-9)
                 window = (self.train_s, self.step)
                 self.run_dir.log({"step": self.step, "loss": list(losses), "lr": lr, "samples_per_s": rate,

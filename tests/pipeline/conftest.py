@@ -32,3 +32,9 @@ def reference(tmp_path_factory):
     ck = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     saved = json.loads((out / "config.json").read_text())["train"]
     return saved, [b["block"] for b in ck["blocks"]]
+
+
+@pytest.fixture(params=["rpc", "p2p"])
+def transport(request) -> list[str]:
+    """Each multi-process test runs on both transports: the options that select one."""
+    return ["--transport", request.param]

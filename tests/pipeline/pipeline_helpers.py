@@ -21,7 +21,7 @@ STEPS = 30
 CKPT = 6
 RUN_ARGS = ["--blocks", "3", "--decoupling", "dgl:3", "--arch", "small", "--width", "0.5", "--dataset", "digits",
             "--image-size", "16", "--batch-size", "32", "--steps", str(STEPS), "--eval-interval", "0",
-            "--checkpoint-interval", str(CKPT), "--threads", "1", "--plain", "--timeout", "60"]
+            "--checkpoint-interval", str(CKPT), "--threads", "1", "--plain", "--timeout", "60", "--devices", "cpu"]
 
 
 def free_port() -> int:

@@ -16,10 +16,10 @@ def _same_config(run_dir, reference_train: dict) -> None:
     assert {k: v for k, v in got.items() if k not in free} == {k: v for k, v in reference_train.items() if k not in free}
 
 
-def test_pipeline_equals_single_process(tmp_path, reference):
+def test_pipeline_equals_single_process(tmp_path, reference, transport):
     want_cfg, want = reference
     run_dir = tmp_path / "pipe"
-    proc = start([*RUN_ARGS, "--out", str(run_dir)])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir)])
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]

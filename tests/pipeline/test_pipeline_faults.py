@@ -31,11 +31,11 @@ def _blocks(proc) -> list[psutil.Process]:
     return psutil.Process(proc.pid).children()
 
 
-def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
+def test_killed_block_ends_run_and_resume_matches(tmp_path, reference, transport):
     _, want = reference
     run_dir = tmp_path / "run"
     # A slower queue (depth 1, window 1) keeps the run going long enough to be killed mid-way.
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
     try:
         step = _wait_commit(proc, run_dir)
         blocks = _blocks(proc)
@@ -56,7 +56,7 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
     assert last is not None and last >= step and last % CKPT == 0 and last < STEPS
     pipeline_weights(run_dir, last)  # every block file of the committed step loads
 
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--resume"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--resume"])
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
@@ -67,9 +67,9 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
 
 
-def test_ctrl_c_stops_every_process(tmp_path):
+def test_ctrl_c_stops_every_process(tmp_path, transport):
     run_dir = tmp_path / "run"
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
     try:
         _wait_commit(proc, run_dir)
         assert len(_blocks(proc)) == 3
@@ -83,11 +83,11 @@ def test_ctrl_c_stops_every_process(tmp_path):
     assert committed_step(run_dir) is not None
 
 
-def test_block_that_raises_is_named(tmp_path):
+def test_block_that_raises_is_named(tmp_path, transport):
     # A learning rate this large makes a loss non-finite within a few steps: a real error raised
     # inside a block process, which must reach the coordinator with the block's name and message.
     run_dir = tmp_path / "run"
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--lr", "1e12"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--lr", "1e12"])
     try:
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 1, err[-3000:]
