@@ -18,14 +18,18 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def run_main(run: Callable[[list[str] | None], int], argv: list[str] | None,
-             interrupted: str = "interrupted") -> int:
+             interrupted: str = "interrupted", on_error: Callable[[str], None] | None = None) -> int:
     """Call `run(argv)` the way every CLI's `main` does: bad input is one `error:` line on stderr and its
-    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either."""
+    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either.
+    `on_error(line)` also receives the line (e.g. for torchrun's error file)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(argv)
     except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        line = f"error: {exc}"
+        print(line, file=sys.stderr)
+        if on_error is not None:
+            on_error(line)
         return exc.exit_code
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)

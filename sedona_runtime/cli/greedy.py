@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 # TensorPipe logs every closed connection as a C++ warning while a failed run tears down; the
@@ -33,9 +35,10 @@ def _parser() -> argparse.ArgumentParser:
                      description="Train a network block by block with one process per block (pipelined over "
                                  "torch.distributed RPC). Run under torchrun with 1 process (it starts the K blocks "
                                  "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
-    p.add_argument("--blocks", type=int, required=True, help="K: number of blocks/processes (= the decoupling's K)")
-    p.add_argument("--decoupling", required=True,
-                   help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or sedona:K")
+    p.add_argument("--blocks", type=int, help="K: number of blocks/processes (= the decoupling's K); required "
+                                              "unless --resume reads it from the run's config.json")
+    p.add_argument("--decoupling", help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or "
+                                        "sedona:K; required unless --resume")
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
@@ -46,17 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
-    p.add_argument("--devices", default="auto", help="auto (cuda:i per block when GPUs exist, else CPU core sets), "
-                                                     "cpu, cuda, or a comma list with one device per block")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per block (0: one per core of its set)")
-    p.add_argument("--queue-depth", type=int, default=2, help="items a block's input queue holds (backpressure)")
-    p.add_argument("--window", type=int, default=2, help="unacknowledged puts a sender may have in flight")
-    p.add_argument("--timeout", type=float, default=300.0, help="bound in seconds on any single wait")
+    p.add_argument("--devices", help="auto (default: cuda:i per block when GPUs exist, else CPU core sets), "
+                                     "cpu, cuda, or a comma list with one device per block")
+    p.add_argument("--threads", type=int, help="torch threads per block (default 0: one per core of its set)")
+    p.add_argument("--queue-depth", type=int, help="items a block's input queue holds (backpressure; default 2)")
+    p.add_argument("--window", type=int, help="unacknowledged puts a sender may have in flight (default 2)")
+    p.add_argument("--timeout", type=float, help="bound in seconds on any single wait (default 300)")
     p.add_argument("--port", type=int, default=0, help="loopback port when self-launching (0: a free one)")
-    p.add_argument("--transport", choices=("rpc", "p2p"), default="rpc",
-                   help="how activations travel between processes: rpc (RPC-backed queues) or p2p (c10d "
-                        "send/recv: gloo, NCCL between two GPUs)")
-    p.add_argument("--device-maps", action="store_true",
+    p.add_argument("--transport", choices=("rpc", "p2p"),
+                   help="how activations travel between processes: rpc (default: RPC-backed queues) or p2p "
+                        "(c10d send/recv: gloo, NCCL between two GPUs)")
+    p.add_argument("--device-maps", action="store_true", default=None,
                    help="rpc transport: move CUDA activations GPU to GPU with TensorPipe device maps (default: "
                         "through pinned host memory)")
     p.add_argument("--iface", help="network interface a multi-machine (torchrun) run listens on; a run on one "
@@ -74,22 +77,41 @@ def _default_arch(decoupling: str) -> str:
         return "small"  # dgl:K and friends are built for the model, which defaults to small
 
 
+# Pipeline settings a resumed run keeps from its config.json unless given again (they change how the
+# run is spread over processes, never what it computes). Everything else is fixed by the saved config.
+_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface")
+
+
 def build_config(args: argparse.Namespace) -> PipelineConfig:
-    if args.arch is None and not args.resume:
-        args.arch = _default_arch(args.decoupling)
-    if (args.dataset or "digits") == "digits" and not args.resume:
-        args.width = DEMO_WIDTH if args.width is None else args.width
-        args.image_size = DEMO_IMAGE_SIZE if args.image_size is None else args.image_size
-    if args.out is None and not args.resume:
-        dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
-        args.out = str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch}_{dec}_pipeline")
+    """The run's PipelineConfig; a resumed run starts from the settings in its config.json."""
+    saved: dict = {}
+    if args.resume:
+        from sedona_runtime.training.run_dir import RunDir
+
+        if args.out is None:
+            raise SedonaError("--resume needs --out (the run directory to continue)")
+        saved = RunDir(args.out).read_config().get("pipeline", {})
+        args.blocks = saved.get("blocks") if args.blocks is None else args.blocks
+    else:
+        missing = [o for o, v in (("--blocks", args.blocks), ("--decoupling", args.decoupling)) if v is None]
+        if missing:
+            raise SedonaError(f"{' and '.join(missing)} required (or --resume --out DIR to continue a run)")
+        if args.arch is None:
+            args.arch = _default_arch(args.decoupling)
+        if (args.dataset or "digits") == "digits":
+            args.width = DEMO_WIDTH if args.width is None else args.width
+            args.image_size = DEMO_IMAGE_SIZE if args.image_size is None else args.image_size
+        if args.out is None:
+            dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
+            args.out = str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch}_{dec}_pipeline")
     args.device = None  # devices are per block here (--devices); the shared option mapping reads this one
     cfg = train_config(args)
     if args.dtype:
         cfg.dtype = args.dtype
-    return PipelineConfig(train=cfg, blocks=args.blocks, queue_depth=args.queue_depth, window=args.window,
-                          devices=args.devices, threads=args.threads, timeout=args.timeout, resume=args.resume,
-                          port=args.port, transport=args.transport, device_maps=args.device_maps, iface=args.iface)
+    defaults = PipelineConfig()
+    kept = {k: getattr(args, k) if getattr(args, k) is not None else saved.get(k, getattr(defaults, k))
+            for k in _KEPT_ON_RESUME}
+    return PipelineConfig(train=cfg, blocks=args.blocks, resume=args.resume, port=args.port, **kept)
 
 
 class PlainPipelineReporter(PipelineReporter):
@@ -185,13 +207,32 @@ def run(argv: list[str] | None) -> int:
         summary = run_pipeline(pcfg, reporter, overwrite=args.overwrite)
     finally:
         reporter.close()
+    if "interrupted_at" in summary:
+        step = summary["interrupted_at"]
+        print(f"interrupted ({summary['signal']}) at step {step}: checkpoint of step {step} committed in "
+              f"{summary['checkpoint']}; continue with --resume --out {pcfg.train.out_dir}", file=sys.stderr)
+        return 130
     print_summary(console, summary, pcfg.train.out_dir)
     return 0
 
 
+def record_for_torchrun(line: str) -> None:
+    """Under torchrun, hand our one-line error to its error file: torchrun's own failure report (printed
+    after its traceback) then ends with this line as the root cause instead of 'To enable traceback...'."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as fp:
+            json.dump({"message": line, "timestamp": str(int(time.time()))}, fp)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and a non-zero code otherwise."""
-    return run_main(run, argv, "interrupted; continue with --resume (from the last committed checkpoint)")
+    return run_main(run, argv, "interrupted; continue with --resume (from the last committed checkpoint)",
+                    on_error=record_for_torchrun)
 
 
 if __name__ == "__main__":  # pragma: no cover

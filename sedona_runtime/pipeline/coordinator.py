@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import signal
 import threading
 import time
 from pathlib import Path
@@ -40,6 +41,30 @@ class PipelineFailed(SedonaError):
     """A block died, raised or went silent: the run was stopped (exit code 1)."""
 
     exit_code = 1
+
+
+class GracefulStop:
+    """While armed, the first SIGINT / SIGTERM asks the run to stop at a step boundary; a second Ctrl-C
+    raises KeyboardInterrupt at once. Installed by the coordinator for the run (main thread only)."""
+
+    def __init__(self) -> None:
+        self.armed, self.requested, self.signal = False, False, ""
+        self._saved: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if not self.armed or (self.requested and signum == signal.SIGINT):
+            raise KeyboardInterrupt
+        self.requested, self.signal = True, signal.Signals(signum).name
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
 
 class PipelineReporter(Reporter):
@@ -151,26 +176,30 @@ class Coordinator:
         # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        try:
-            self.connect()
-            connected = True
-            self.feed(stream)
-            self.drain()
-        except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
-            why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
-            self._abort(exc)
-            if why is None and isinstance(exc, KeyboardInterrupt):
+        with GracefulStop() as stop:
+            try:
+                self.connect()
+                connected = True
+                stop.armed = True  # from now on the first Ctrl-C / SIGTERM stops at a committed checkpoint
+                last = self.feed(stream, stop)
+                self.drain(last)
+            except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
+                why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
+                self._abort(exc)
+                if why is None and isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise PipelineFailed(why or str(exc)) from None
+            except BaseException as exc:  # a bug here: still stop every block before propagating
+                self._abort(exc)
                 raise
-            raise PipelineFailed(why or str(exc)) from None
-        except BaseException as exc:  # a bug here: still stop every block before propagating
-            self._abort(exc)
-            raise
-        finally:
-            torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
-            if getattr(self, "inbox", None) is not None:
-                self.inbox.close()  # free the queue name: the registry is per process, not per run
-            STATE.reset()
+            finally:
+                torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
+                if getattr(self, "inbox", None) is not None:
+                    self.inbox.close()  # free the queue name: the registry is per process, not per run
+                STATE.reset()
         wall = time.perf_counter() - t_start
+        if last < self.cfg.steps:  # stopped on request: the committed checkpoint is the result
+            return {"interrupted_at": last, "checkpoint": str(self.run_dir.checkpoints), "signal": stop.signal}
         return self.finish(wall)
 
     def _root_cause(self, exc: BaseException) -> str:
@@ -199,10 +228,18 @@ class Coordinator:
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
 
-    def feed(self, stream) -> None:
+    def feed(self, stream, stop: "GracefulStop | None" = None) -> int:
+        """Feed every step (or, once `stop` was requested, stop at a step boundary); the last step fed.
+
+        The feed ends with a checkpoint marker for that step, so the run always ends on a committed
+        checkpoint, interrupted or not.
+        """
         cfg, total = self.cfg, self.cfg.steps
         self.fed = self.start_step
+        saved = None
         for step in range(self.start_step, total):
+            if stop is not None and stop.requested:
+                break
             self._check()
             x, y = stream.batch(step)
             self.out.put(Batch(step, x, y), self.timeout)
@@ -212,26 +249,28 @@ class Coordinator:
                 self.out.put(Marker("snapshot", s), self.timeout)
             if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
                 self.out.put(Marker("checkpoint", s), self.timeout)
+                saved = s
             self.service()
-        self.out.put(Marker("checkpoint", total), self.timeout)
+        if saved != self.fed or self.fed == total:
+            self.out.put(Marker("checkpoint", self.fed), self.timeout)
         self.out.close(self.timeout)
+        return self.fed
 
-    def drain(self) -> None:
-        """Wait (bounded) for every block's final weights and the last checkpoint; release the blocks."""
-        total = self.cfg.steps
+    def drain(self, last: int) -> None:
+        """Wait (bounded) for every block's final weights and the checkpoint of step `last`; release the blocks."""
         deadline = time.monotonic() + self.timeout
         while True:
             self._check()
             self.service()
             with self.collector.lock:
-                if len(self.collector.finals) == self.K and not self.collector.saved.get(total, set()) ^ set(
+                if len(self.collector.finals) == self.K and not self.collector.saved.get(last, set()) ^ set(
                         range(1, self.K + 1)):
                     break
                 self.collector.lock.wait(0.05)
             if time.monotonic() > deadline:
                 raise PipelineFailed(f"blocks did not finish within {self.timeout:.0f}s")
         self.service()
-        self.commit(total)
+        self.commit(last)
         self.watchdog.stop()
         for peer in self.peers:
             rpc.rpc_sync(peer, rpc_release, timeout=10.0)
@@ -248,7 +287,7 @@ class Coordinator:
             if states is not None:
                 self.validate(step, states)
         for step in sorted(c.saved):
-            if step != self.cfg.steps and c.pop_complete(c.saved, step) is not None:
+            if step != self.fed and c.pop_complete(c.saved, step) is not None:
                 self.commit(step)
         for step in sorted(c.metrics_by_step):
             stats = c.pop_complete(c.metrics_by_step, step)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sedona_runtime.pipeline import checkpoints as ckpt
-from sedona_runtime.pipeline import rendezvous
+from sedona_runtime.pipeline import queue_budget, rendezvous
 from sedona_runtime.pipeline.affinity import parse_devices
 from sedona_runtime.pipeline.collector import DIED, EXITED
 from sedona_runtime.pipeline.config import PipelineConfig
@@ -160,6 +160,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
+    queue_budget.check(parts, pcfg.queue_depth, pcfg.window, parts.cfg.batch_size)
     resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
                 "data_note": getattr(parts.bundle, "note", ""),
                 "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
@@ -199,7 +200,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     finally:
         children.reap(30.0 if ok else 5.0)  # after a failure the blocks were told to stop
         if listener is not None:
-            listener.close()
+            listener.close()  # a no-op once the store took it over
 
 
 def _prepare(run, resume: bool, overwrite: bool = False) -> dict | None:

@@ -88,10 +88,15 @@ def listen_loopback(port: int) -> socket.socket:
 
 
 def serve_store(sock: socket.socket, world_size: int, timeout: float) -> dist.Store:
-    """The store's server on an already listening socket (the coordinator of a one-machine run)."""
+    """The store's server on an already listening socket (the coordinator of a one-machine run).
+
+    The store takes the socket over (and closes it when it is destroyed): `sock` is detached here.
+    """
     port = sock.getsockname()[1]
-    return dist.TCPStore(LOOPBACK, port, world_size, True, timeout=datetime.timedelta(seconds=timeout),
-                         wait_for_workers=False, master_listen_fd=sock.fileno())
+    store = dist.TCPStore(LOOPBACK, port, world_size, True, timeout=datetime.timedelta(seconds=timeout),
+                          wait_for_workers=False, master_listen_fd=sock.fileno())
+    sock.detach()
+    return store
 
 
 def connect_store(host: str, port: int, world_size: int, timeout: float) -> dist.Store:

@@ -115,6 +115,9 @@ class RpcSendChannel(SendChannel):
         self.last_wait_s = time.perf_counter() - t0
         seq = next(self._seq)
         if self.device_map or not cuda_handoff.has_cuda(item):
+            if ready is not None and self.device_map:
+                # TensorPipe orders its send after the current stream: make that include `ready`.
+                torch.cuda.current_stream().wait_event(ready)
             fut = self._send(seq, item, timeout)
         else:
             fut = self._send_staged(seq, item, ready, timeout)

@@ -228,7 +228,9 @@ def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
 
 def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> int:
     """Entry of a block process (self-launched or started by torchrun)."""
-    # Ctrl-C in a terminal reaches every process of the group: a block stops quietly and lets the
-    # coordinator, which got the same signal, report it.
-    signal.signal(signal.SIGINT, lambda *_: STOP.set("interrupted"))
+    # Ctrl-C in a terminal reaches every process of the group. A block leaves it to the coordinator,
+    # which stops the run at a step boundary and commits a checkpoint the blocks take part in (a
+    # second Ctrl-C makes the coordinator abort every block; a dead coordinator stops them through
+    # the watchdog).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return Stage(pcfg, index, world_size, meeting, place).run()

@@ -56,6 +56,11 @@ def test_device_list_length(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--devices", "cpu,cpu"], capsys, tmp_path, "lists 2 device(s)")
 
 
+def test_a_device_name_that_is_no_device(capsys, tmp_path):
+    # One word that is not a device is a naming problem, not a list of the wrong length.
+    _fails(["--blocks", "3", *BASE, "--devices", "gpu"], capsys, tmp_path, "'gpu' is not a device")
+
+
 def test_core_sets_are_disjoint_or_round_robin():
     assert core_sets(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
     # More blocks than cores (4 blocks on a 2-core machine): cores are shared round-robin.
@@ -74,3 +79,21 @@ def test_existing_run_is_not_overwritten_silently(capsys, tmp_path):
 
 def test_resume_needs_a_committed_checkpoint(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--resume"], capsys, tmp_path, "config.json")  # nothing to resume
+
+
+def test_a_queue_depth_whose_activations_cannot_fit_is_refused(capsys, tmp_path):
+    _fails(["--blocks", "3", *BASE, "--queue-depth", "100000000"], capsys, tmp_path, "--queue-depth 100000000 lets up to")
+
+
+def test_queue_budget_counts_every_edge():
+    from sedona_runtime.pipeline import queue_budget
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+    from sedona_runtime.training.greedy import build_parts
+
+    cfg = resolve_defaults(TrainConfig(decoupling="dgl:3", batch_size=8, device="cpu", out_dir=str("unused")))
+    parts = build_parts(cfg)
+    per_edge = queue_budget.item_bytes(parts, 8)
+    assert len(per_edge) == 3 and per_edge[0] == 8 * (3 * 32 * 32 * 4 + 8)  # digits at 32x32, float32, labels
+    assert queue_budget.check(parts, 2, 2, 8, available=10**12) == 5 * sum(per_edge)
+    with pytest.raises(Exception, match="use --queue-depth"):
+        queue_budget.check(parts, 2, 2, 8, available=sum(per_edge))
