@@ -9,8 +9,10 @@ from sedona_runtime.pipeline.channel import Aborted, ChannelTimeout, EndOfStream
 from sedona_runtime.pipeline.messages import Report
 from sedona_runtime.pipeline.channel import RecvChannel
 
-# When several things go wrong at once, the root cause is reported: a process that died beats a
-# block that raised, which beats a missed heartbeat, which beats the channel errors they cause.
+# When several things go wrong at once, the root cause is reported: a process killed by a signal beats
+# a block's own error (an exception, or one of its bounded waits timing out), which beats a process
+# that merely exited with an error code (it exits after reporting its error), which beats a missed
+# heartbeat, which beats the channel errors they cause.
 DIED, RAISED, EXITED, SILENT, CHANNEL = 0, 1, 2, 3, 4
 _GRACE_S = 0.5  # after the first failure, wait this long for a more telling one
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-import signal
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.interrupt import GracefulStop
 from sedona_runtime.pipeline.messages import Batch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
 from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
@@ -41,30 +41,6 @@ class PipelineFailed(SedonaError):
     """A block died, raised or went silent: the run was stopped (exit code 1)."""
 
     exit_code = 1
-
-
-class GracefulStop:
-    """While armed, the first SIGINT / SIGTERM asks the run to stop at a step boundary; a second Ctrl-C
-    raises KeyboardInterrupt at once. Installed by the coordinator for the run (main thread only)."""
-
-    def __init__(self) -> None:
-        self.armed, self.requested, self.signal = False, False, ""
-        self._saved: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        if not self.armed or (self.requested and signum == signal.SIGINT):
-            raise KeyboardInterrupt
-        self.requested, self.signal = True, signal.Signals(signum).name
-
-    def __enter__(self) -> "GracefulStop":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
 
 
 class PipelineReporter(Reporter):

@@ -29,6 +29,9 @@ from sedona_runtime.pipeline.protocol import short
 from sedona_runtime.pipeline.stop import STOP
 
 _NCCL_POLL_S = 0.0005
+# gloo tags: headers and tensors are matched in order within their own tag, so a receiver can post the
+# next item's header while the current item's tensors are still arriving.
+HEADER_TAG, TENSOR_TAG = 1, 2
 
 
 @dataclass
@@ -60,6 +63,7 @@ class _Job:
     item: Any
     ready: Any = None                 # event after which the item's host copies hold the data
     done: bool = False
+    posted: bool = False
     error: BaseException | None = None
 
 
@@ -124,37 +128,57 @@ class P2pSendChannel(SendChannel):
 
     # -- the sending thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
+        """Post the next item's messages, then finish the one before: a header travels while the previous
+        item's tensors still do (two items in flight at most, both counted in the window)."""
+        posted: collections.deque[tuple[_Job, list]] = collections.deque()
         while True:
             with self._cond:
-                while not any(not j.done for j in self._jobs):
+                while not posted and not self._next_unposted():
                     self._cond.wait(0.5)
-                job = next(j for j in self._jobs if not j.done)
+                job = self._next_unposted()
+            if job is not None and len(posted) < 2:
+                try:
+                    posted.append((job, self._post(job)))
+                except BaseException as exc:  # noqa: BLE001 - reported to the block's thread by _settle
+                    self._finish(job, exc)
+                    return
+                job.posted = True
+                if len(posted) < 2 and not (job.item is END or isinstance(job.item, Failure)):
+                    continue  # post the next one too, if it is there, before waiting
+            job, works = posted.popleft()
+            error = None
             try:
-                self._send(job)
-            except BaseException as exc:  # noqa: BLE001 - reported to the block's thread by _settle
-                job.error = exc
-            with self._cond:
-                job.done = True
-                self._cond.notify_all()
-            if job.error is not None or job.item is END or isinstance(job.item, Failure):
+                for work, edge in works:
+                    _wait(work, edge)
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+            self._finish(job, error)
+            if error is not None or ((job.item is END or isinstance(job.item, Failure)) and not posted):
                 return
 
-    def _send(self, job: _Job) -> None:
-        """Post every message of the item at once (gloo keeps them in order), then wait for each."""
+    def _next_unposted(self) -> "_Job | None":
+        return next((j for j in self._jobs if not j.posted), None)
+
+    def _finish(self, job: _Job, error: BaseException | None) -> None:
+        with self._cond:
+            job.error, job.done, job.posted = error, True, True
+            self._cond.notify_all()
+
+    def _post(self, job: _Job) -> list:
+        """Post every message of the item (header and tensors on their own gloo tags, each in order)."""
         header, tail, tensors = wire.encode(job.item)
         if job.ready is not None and not self.edge.nccl:
             job.ready.synchronize()  # the host copies of the staged tensors are complete
         peer, gloo = self.edge.peer, _gloo(self.edge)
-        posted = [(dist.isend(header, peer), gloo)]
+        posted = [(dist.isend(header, peer, tag=HEADER_TAG), gloo)]
         if tail is not None:
-            posted.append((dist.isend(tail, peer), gloo))
+            posted.append((dist.isend(tail, peer, tag=HEADER_TAG), gloo))
         for t in tensors:
             if self.edge.nccl and t.is_cuda:
                 posted.append((self._send_nccl(t, job.ready), self.edge))
             else:
-                posted.append((dist.isend(t, peer), gloo))
-        for work, edge in posted:
-            _wait(work, edge)
+                posted.append((dist.isend(t, peer, tag=TENSOR_TAG), gloo))
+        return posted
 
     def _send_nccl(self, t: torch.Tensor, ready: Any) -> Any:
         side = self._side.get(t.device)
@@ -220,13 +244,16 @@ class P2pRecvChannel(RecvChannel):
         self._quit.set()
 
     def _run(self) -> None:
+        header = None  # the next item's header receive, posted ahead while there is room for that item
         try:
             while not self._quit.is_set():
-                try:
-                    self._queue.wait_room(1.0, "room in the input queue")
-                except ChannelTimeout:
-                    continue
-                item = self._receive()
+                if header is None:
+                    try:
+                        self._queue.wait_room(1.0, "room in the input queue")
+                    except ChannelTimeout:
+                        continue
+                    header = self._post_header()
+                item, header = self._receive(header)
                 self._queue.put_async(item)
                 if item is END or isinstance(item, Failure):
                     return
@@ -235,31 +262,45 @@ class P2pRecvChannel(RecvChannel):
         except BaseException as exc:  # noqa: BLE001 - the block's next get raises it
             self._queue.put_async(Broken(f"receiving from {self.edge.name} failed: {short(exc)}"))
 
-    def _receive(self) -> Any:
+    def _post_header(self) -> tuple[torch.Tensor, Any]:
+        buf = torch.empty(wire.HEADER_BYTES, dtype=torch.uint8)
+        return buf, dist.irecv(buf, self.edge.peer, tag=HEADER_TAG)
+
+    def _receive(self, header: tuple[torch.Tensor, Any]) -> tuple[Any, Any]:
+        """(this item, the next item's posted header receive or None): tensors of this item arrive while
+        the next header is already posted, when the queue has room for both."""
         gloo, peer = _gloo(self.edge), self.edge.peer
-        header = torch.empty(wire.HEADER_BYTES, dtype=torch.uint8)
-        _wait(dist.irecv(header, peer), gloo)
+        buf, work = header
+        _wait(work, gloo)
         tail = None
-        if wire.tail_bytes(header):
-            tail = torch.empty(wire.tail_bytes(header), dtype=torch.uint8)
-            _wait(dist.irecv(tail, peer), gloo)
-        skeleton, specs = wire.decode(header, tail)
+        if wire.tail_bytes(buf):
+            tail = torch.empty(wire.tail_bytes(buf), dtype=torch.uint8)
+            _wait(dist.irecv(tail, peer, tag=HEADER_TAG), gloo)
+        skeleton, specs = wire.decode(buf, tail)
         pin = self.device.type == "cuda"  # a CUDA consumer copies host tensors to its device asynchronously
-        bufs = []
+        bufs, works = [], []
         for s in specs:
             if self.edge.nccl and s.cuda:
                 with torch.cuda.stream(self._stream):  # one allocation stream: the cache stays bounded
                     b = torch.empty(s.shape, dtype=s.dtype, device=self.device)
-                    _wait(dist.irecv(b, peer, group=self.edge.data_group), self.edge)
+                    works.append((dist.irecv(b, peer, group=self.edge.data_group), self.edge))
             else:
                 b = self._buffers.take(s.shape, s.dtype, pin)
-                _wait(dist.irecv(b, peer), gloo)
+                works.append((dist.irecv(b, peer, tag=TENSOR_TAG), gloo))
             bufs.append(b)
+        last = isinstance(skeleton, (Failure, type(END)))
+        nxt = self._post_header() if not last and self._queue.qsize() + 2 <= self._queue.depth else None
+        for w, edge in works:
+            if edge.nccl:
+                with torch.cuda.stream(self._stream):  # the stream waits for the NCCL receive
+                    _wait(w, edge)
+            else:
+                _wait(w, edge)
         item = wire.fill(skeleton, bufs)
-        if self._stream is None:
-            return item
-        with torch.cuda.stream(self._stream):  # the NCCL receives are ordered before this event
-            return cuda_handoff.record_arrival(item)
+        if self._stream is not None:
+            with torch.cuda.stream(self._stream):  # the NCCL receives are ordered before this event
+                item = cuda_handoff.record_arrival(item)
+        return item, nxt
 
 
 def _gloo(edge: Edge) -> Edge:

@@ -13,7 +13,7 @@ import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.affinity import pin
-from sedona_runtime.pipeline.channel import Aborted, ChannelError, EndOfStream, PeerError
+from sedona_runtime.pipeline.channel import Aborted, ChannelError, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.messages import Batch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
@@ -184,7 +184,9 @@ class Stage:
             return self._fail(None, connected)  # told to stop: whoever stopped us reports why
         except PeerError as exc:
             return self._fail(("upstream", exc.origin, exc.message), connected)
-        except ChannelError as exc:
+        except ChannelTimeout as exc:  # this block's own bounded wait expired: its message is the cause
+            return self._fail(("error", block_name(self.index), str(exc)), connected)
+        except ChannelError as exc:  # a transport failure, usually the symptom of a peer's death
             return self._fail(("error", f"{block_name(self.index)}:channel", str(exc)), connected)
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
