@@ -43,7 +43,8 @@ class LockHolder:
 
     @classmethod
     def me(cls) -> "LockHolder":
-        command = " ".join([Path(sys.argv[0]).name or "python", *sys.argv[1:]]) if sys.argv else "python"
+        argv = list(getattr(sys, "orig_argv", None) or sys.argv) or ["python"]  # as typed: python -m pkg ...
+        command = " ".join([Path(argv[0]).name, *argv[1:]])
         return cls(socket.gethostname(), os.getpid(), _start_time(os.getpid()),
                    time.strftime("%Y-%m-%d %H:%M:%S %z"), command[:200])
 
