@@ -37,7 +37,7 @@ def stopping_line(step: int, signal_name: str) -> str:
     """What the screen says at once when a stop signal comes (the trainer stops at the next step boundary)."""
     what = "Ctrl-C" if signal_name == "SIGINT" else signal_name
     return (f"{what}: stopping after step {step} and saving a checkpoint there "
-            "(a second Ctrl-C stops at once, without saving)")
+            f"(a second {what} stops at once, without saving)")
 
 
 def format_progress(p: Progress) -> str:

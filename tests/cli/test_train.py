@@ -70,9 +70,14 @@ def test_sedona_k_on_an_unsearched_arch_needs_retarget(tmp_path, capsys):
     (["--steps", "many"], ["--steps"]),
     (["--steps", "0"], ["steps"]),
     (["--arch", "nonet"], ["nonet"]),
+    (["--batch-size", "1"], ["batch size must be >= 2 (BatchNorm cannot train on a single sample), got 1"]),
+    (["--decoupling", "dgl:two"], ["decoupling 'dgl:two': K must be a whole number of blocks (e.g. dgl:4), got 'two'"]),
+    (["--decoupling", "sedona:x", "--retarget"], ["K must be a whole number of blocks (e.g. sedona:4), got 'x'"]),
+    (["--data-dir", "."], ["--data-dir . was given, but data set 'digits' reads no directory", "--dataset"]),
 ])
 def test_bad_options(tmp_path, capsys, extra, words):
     _fails(capsys, TINY + ["--out", str(tmp_path / "run")] + extra, *words)
+    assert not (tmp_path / "run").exists()
 
 
 def test_malformed_decoupling_file(tmp_path, capsys):

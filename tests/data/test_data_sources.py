@@ -151,6 +151,8 @@ def test_synthetic_is_deterministic_and_learnable():
         ({"dataset": "mnist"}, "unknown data set 'mnist'"),
         ({"val_fraction": 1.0}, r"val_fraction: must be in \[0, 1\)"),
         ({"batch_size": 0}, "batch_size: must be a positive integer"),
+        ({"batch_size": 1}, r"batch_size: must be at least 2 \(BatchNorm cannot train on a single sample\), got 1"),
+        ({"data_dir": "x"}, "--data-dir x was given, but data set 'digits' reads no directory"),
         ({"image_size": 4}, "image_size: must be at least 8"),
         ({"dataset": "cifar10", "data_dir": "x", "image_size": 64}, "cifar10 images are 32x32"),
     ],
