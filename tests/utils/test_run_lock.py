@@ -124,3 +124,19 @@ def test_probing_does_not_take_the_lock(tmp_path):
         with pytest.raises(RunLocked):
             RunLock(tmp_path).check()
     RunLock(tmp_path).check()  # free again
+
+
+def test_without_flock_the_pid_decides(tmp_path, monkeypatch):
+    """File systems without flock: a live pid (same start time) holds the lock, a dead or reused one does not."""
+    import sedona_runtime.utils.run_lock as run_lock
+
+    monkeypatch.setattr(run_lock, "_flock", lambda fd: None)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": run_lock._start_time(os.getpid()),
+          "since": "now", "command": "x"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(me))
+    with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
+        RunLock(tmp_path).acquire()
+    for stale in ({**me, "pid": _dead_pid()}, {**me, "started": 12.0}):  # dead; pid reused by a younger process
+        (tmp_path / LOCK_NAME).write_text(json.dumps(stale))
+        with RunLock(tmp_path):
+            assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
