@@ -58,32 +58,33 @@ class RunDir:
                               "to resume, every file is left as it is (to train it again pass --overwrite, or "
                               "choose another --out)")
 
-    def check(self, *, resume: bool, overwrite: bool = False) -> None:
+    def check(self, *, resume: bool, overwrite: bool = False, checkpoint: Path | None = None) -> None:
         """The output-directory errors that can be found without creating anything (SedonaError).
 
         Another live run holding the directory is RunLocked (naming it), also with `overwrite`. A resumed
         run needs an existing directory with a checkpoint (a finished one is RunFinished); a fresh one
         refuses a directory that already holds a run unless `overwrite`; the nearest existing ancestor
-        must be a writable directory.
+        must be a writable directory. `checkpoint` is the file a resume continues from (default
+        checkpoints/last.pt; the pipeline passes its commit record).
         """
         if self.path.exists() and not self.path.is_dir():
             raise SedonaError(f"output directory {self.path} exists and is not a directory")
         if self.path.is_dir():
             self.lock().check()
-        self._check_files(resume=resume, overwrite=overwrite)
+        self._check_files(resume, overwrite, checkpoint or self.last_checkpoint)
 
-    def _check_files(self, *, resume: bool, overwrite: bool) -> None:
+    def _check_files(self, resume: bool, overwrite: bool, checkpoint: Path) -> None:
         if resume:
             if not self.path.is_dir():
                 raise SedonaError(f"cannot resume: output directory {self.path} does not exist")
             self.check_not_finished()
-            if not self.last_checkpoint.is_file():
-                raise SedonaError(f"cannot resume: no checkpoint at {self.last_checkpoint}")
+            if not checkpoint.is_file():
+                raise SedonaError(f"cannot resume: no checkpoint at {checkpoint}")
             return
         if not overwrite and self.summary.is_file():
             raise SedonaError(f"output directory {self.path} already holds a run, which has finished; "
                               "pass --overwrite to replace it, or choose another --out")
-        if not overwrite and self.last_checkpoint.is_file():
+        if not overwrite and checkpoint.is_file():
             raise SedonaError(f"output directory {self.path} already holds a run; "
                               "pass --resume to continue it, --overwrite to replace it, or choose another --out")
         existing = self.path.absolute()
@@ -94,14 +95,14 @@ class RunDir:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise SedonaError(f"output directory {self.path} is not writable ({existing} is read-only)")
 
-    def prepare(self, *, resume: bool, overwrite: bool = False) -> RunLock:
+    def prepare(self, *, resume: bool, overwrite: bool = False, checkpoint: Path | None = None) -> RunLock:
         """Check (see `check`), create the directory, prove it is writable and take its lock, before any
         step is taken; returns the lock, held: release it when the run ends (`with run.prepare(...):`).
 
         The checks are repeated once the lock is held (a run that ended meanwhile may have left results).
         A fresh run with `overwrite` then removes the previous run's files.
         """
-        self.check(resume=resume, overwrite=overwrite)
+        self.check(resume=resume, overwrite=overwrite, checkpoint=checkpoint)
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=self.checkpoints)
@@ -111,7 +112,7 @@ class RunDir:
             raise SedonaError(f"output directory {self.path} is not writable: {exc.strerror or exc}") from exc
         lock = self.lock().acquire()
         try:
-            self._check_files(resume=resume, overwrite=overwrite)
+            self._check_files(resume, overwrite, checkpoint or self.last_checkpoint)
             if not resume and overwrite:
                 for path in (self.last_checkpoint, self.best_weights, self.summary, self.metrics, self.config):
                     try:

@@ -102,3 +102,20 @@ def test_run_files_get_the_permissions_of_a_plain_open(tmp_path):
         assert set(modes) == {"config.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
                               "checkpoints/best.pt"}
         assert set(modes.values()) == {0o666 & ~mask}, modes
+
+
+def test_prepare_for_a_run_whose_checkpoint_is_another_file(tmp_path):
+    """The pipeline resumes from its commit record, not last.pt: `checkpoint=` names the file."""
+    run = RunDir(tmp_path / "run")
+    commit = run.checkpoints / "pipeline.json"
+    with pytest.raises(SedonaError, match=f"cannot resume: output directory {run.path} does not exist"):
+        run.prepare(resume=True, checkpoint=commit)
+    run.prepare(resume=False, checkpoint=commit).release()
+    with pytest.raises(SedonaError, match=f"cannot resume: no checkpoint at {commit}"):
+        run.prepare(resume=True, checkpoint=commit)
+    commit.write_text('{"step": 4, "blocks": 2}')
+    with pytest.raises(SedonaError, match="already holds a run; pass --resume"):
+        run.prepare(resume=False, checkpoint=commit)
+    with run.prepare(resume=True, checkpoint=commit) as lock:
+        assert lock.held and run.lock_file.exists()
+    assert not run.lock_file.exists()
