@@ -20,12 +20,14 @@ class OneLineParser(argparse.ArgumentParser):
 def run_main(run: Callable[[list[str] | None], int], argv: list[str] | None,
              interrupted: str = "interrupted") -> int:
     """Call `run(argv)` the way every CLI's `main` does: bad input is one `error:` line on stderr and its
-    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either."""
+    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either. A SedonaError
+    that is a notice rather than an error (a run that stopped cleanly on a signal, a finished run asked to
+    resume) prints its line without `error:` and returns its own exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(argv)
     except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{exc.label}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
