@@ -20,13 +20,15 @@ class OneLineParser(argparse.ArgumentParser):
 def run_main(run: Callable[[list[str] | None], int], argv: list[str] | None,
              interrupted: str = "interrupted", on_error: Callable[[str], None] | None = None) -> int:
     """Call `run(argv)` the way every CLI's `main` does: bad input is one `error:` line on stderr and its
-    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either.
-    `on_error(line)` also receives the line (e.g. for torchrun's error file)."""
+    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either. A SedonaError
+    that is a notice rather than an error (a run that stopped cleanly on a signal, a finished run asked to
+    resume) prints its line without `error:` and returns its own exit code. `on_error(line)` also receives
+    the line (e.g. for torchrun's error file)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(argv)
     except SedonaError as exc:
-        line = f"error: {exc}"
+        line = f"{exc.label}{exc}"
         print(line, file=sys.stderr)
         if on_error is not None:
             on_error(line)

@@ -33,6 +33,13 @@ def fmt_mib(n: float) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
+def stopping_line(step: int, signal_name: str) -> str:
+    """What the screen says at once when a stop signal comes (the trainer stops at the next step boundary)."""
+    what = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+    return (f"{what}: stopping after step {step} and saving a checkpoint there "
+            f"(a second {what} stops at once, without saving)")
+
+
 def format_progress(p: Progress) -> str:
     """One plain line: step, per-block losses, lr, throughput, ETA."""
     losses = " ".join(f"{v:.4f}" for v in p.losses)
@@ -61,6 +68,9 @@ class PlainReporter(Reporter):
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         self.write(f"step {step}: val error {val_error:.2%} (best {best_error:.2%})")
+
+    def stopping(self, step: int, signal_name: str) -> None:
+        self.write(stopping_line(step, signal_name))
 
 
 class RichReporter(Reporter):
@@ -94,6 +104,9 @@ class RichReporter(Reporter):
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         self.val = f"  val {val_error:.1%} (best {best_error:.1%})"
+
+    def stopping(self, step: int, signal_name: str) -> None:
+        self.console.print(stopping_line(step, signal_name), markup=False, highlight=False)
 
     def close(self) -> None:
         self.bar.stop()

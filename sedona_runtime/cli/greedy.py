@@ -207,11 +207,6 @@ def run(argv: list[str] | None) -> int:
         summary = run_pipeline(pcfg, reporter, overwrite=args.overwrite)
     finally:
         reporter.close()
-    if "interrupted_at" in summary:
-        step = summary["interrupted_at"]
-        print(f"interrupted ({summary['signal']}) at step {step}: checkpoint of step {step} committed in "
-              f"{summary['checkpoint']}; continue with --resume --out {pcfg.train.out_dir}", file=sys.stderr)
-        return 130
     print_summary(console, summary, pcfg.train.out_dir)
     return 0
 

@@ -110,7 +110,8 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
-    return run_main(run, argv, "interrupted; continue with --resume (from the last checkpoint)")
+    # Inside training the trainer says what it saved (Interrupted); this covers Ctrl-C before it starts.
+    return run_main(run, argv, "interrupted before training started; nothing was saved")
 
 
 if __name__ == "__main__":  # pragma: no cover

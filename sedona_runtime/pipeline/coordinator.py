@@ -16,7 +16,6 @@ from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
-from sedona_runtime.pipeline.interrupt import GracefulStop
 from sedona_runtime.pipeline.messages import Batch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
 from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
@@ -30,6 +29,7 @@ from sedona_runtime.training.block import cosine_factor
 from sedona_runtime.training.display import Reporter, RunInfo
 from sedona_runtime.training.evaluate import EvalResult, evaluate
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import atomic_torch_save, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -152,11 +152,12 @@ class Coordinator:
         # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        with GracefulStop() as stop:
+        # The first Ctrl-C / SIGTERM stops the feed at a step boundary; that step is checkpointed by every
+        # block and committed before the run ends. A second one aborts at once.
+        with deferred_stop(self._stop_requested) as stop:
             try:
                 self.connect()
                 connected = True
-                stop.armed = True  # from now on the first Ctrl-C / SIGTERM stops at a committed checkpoint
                 last = self.feed(stream, stop)
                 self.drain(last)
             except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
@@ -173,10 +174,16 @@ class Coordinator:
                 if getattr(self, "inbox", None) is not None:
                     self.inbox.close()  # free the queue name: the registry is per process, not per run
                 STATE.reset()
-        wall = time.perf_counter() - t_start
         if last < self.cfg.steps:  # stopped on request: the committed checkpoint is the result
-            return {"interrupted_at": last, "checkpoint": str(self.run_dir.checkpoints), "signal": stop.signal}
+            raise Interrupted(f"interrupted ({stop.name}) after step {last} of {self.cfg.steps}: checkpoint of step "
+                              f"{last} committed in {self.run_dir.checkpoints}; continue with --resume --out "
+                              f"{self.run_dir.path}", exit_code=stop.exit_code)
+        wall = time.perf_counter() - t_start
         return self.finish(wall)
+
+    def _stop_requested(self, request: StopRequest) -> None:
+        self.reporter.note(f"{request.name}: stopping after step {getattr(self, 'fed', self.start_step)} and "
+                           "committing a checkpoint there (a second Ctrl-C stops at once, without it)")
 
     def _root_cause(self, exc: BaseException) -> str:
         if isinstance(exc, PipelineFailed):
@@ -204,7 +211,7 @@ class Coordinator:
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
 
-    def feed(self, stream, stop: "GracefulStop | None" = None) -> int:
+    def feed(self, stream, stop: StopRequest | None = None) -> int:
         """Feed every step (or, once `stop` was requested, stop at a step boundary); the last step fed.
 
         The feed ends with a checkpoint marker for that step, so the run always ends on a committed
@@ -214,7 +221,7 @@ class Coordinator:
         self.fed = self.start_step
         saved = None
         for step in range(self.start_step, total):
-            if stop is not None and stop.requested:
+            if stop is not None and stop.is_set():
                 break
             self._check()
             x, y = stream.batch(step)

@@ -139,7 +139,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
 
     `overwrite` replaces a previous run in the output directory (its checkpoints, metrics, summary).
     """
-    from sedona_runtime.training.greedy import build_parts, make_stream
+    from sedona_runtime.training.greedy import build_parts
     from sedona_runtime.training.run_dir import RunDir
 
     world = world or World.from_env()

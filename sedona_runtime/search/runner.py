@@ -19,6 +19,7 @@ from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
 from sedona_runtime.search.resume import check_resumable, deferred_interrupt
+from sedona_runtime.training.checkpoint import safe_load
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
@@ -50,7 +51,7 @@ class SearchRunner:
                  reporter: Reporter | None = None) -> None:
         cfg.validate()
         self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
-        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
         if resume:
             check_resumable(self.run_dir.read_config(), to_dict(cfg))
         self.device = resolve_device(cfg.device)
@@ -87,6 +88,7 @@ class SearchRunner:
         self.timing = {"pretrain_s": 0.0, "search_s": 0.0}
         self.peak_rss = 0
         self.last_val: dict[str, float] = {}
+        self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)  # held until run() ends
         if resume:
             self._load()
         else:
@@ -96,6 +98,11 @@ class SearchRunner:
 
     # -- the two phases -------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> SearchResult | None:
+        """`_run` while owning the run directory (its lock is released when this returns or raises)."""
+        with self.lock:
+            return self._run(stop_after)
+
+    def _run(self, stop_after: int | None = None) -> SearchResult | None:
         """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped.
 
         Ctrl-C finishes the current step, checkpoints, then raises KeyboardInterrupt, so that a
@@ -250,10 +257,7 @@ class SearchRunner:
 
     def _load(self) -> None:
         path = self.run_dir.last_checkpoint
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-            raise SedonaError(f"cannot read checkpoint {path}: {exc}") from None
+        ck = safe_load(path, "checkpoint")  # weights_only: tensors and plain values, never code
         if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
             raise SedonaError(f"{path}: not a search checkpoint of version {CHECKPOINT_VERSION}")
         self.step = int(ck["step"])

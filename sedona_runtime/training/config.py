@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from sedona_runtime.data.config import DataConfig
+from sedona_runtime.data.config import MIN_BATCH_SIZE, DataConfig
 from sedona_runtime.models import ModelConfig
 from sedona_runtime.utils.errors import SedonaError
 
@@ -131,10 +131,11 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise SedonaError naming the first out-of-range field of a resolved config."""
+    """Raise SedonaError naming the first out-of-range field of a resolved config (its data settings too)."""
     checks = [
         (cfg.steps is not None and cfg.steps >= 1, f"steps must be >= 1, got {cfg.steps}"),
-        (cfg.batch_size is not None and cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
+        (cfg.batch_size is not None and cfg.batch_size >= MIN_BATCH_SIZE,
+         f"batch size must be >= {MIN_BATCH_SIZE} (BatchNorm cannot train on a single sample), got {cfg.batch_size}"),
         (cfg.optimizer in _OPTIMIZERS, f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {cfg.optimizer!r}"),
         (cfg.lr is not None and cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
         (cfg.final_lr is not None and 0 <= cfg.final_lr, f"final lr must be >= 0, got {cfg.final_lr}"),
@@ -149,3 +150,4 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise SedonaError(message)
+    cfg.data.validate()  # here too, so the pipeline refuses bad data settings before it creates anything

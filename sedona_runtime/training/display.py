@@ -40,6 +40,10 @@ class Reporter:
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         """A validation pass finished."""
 
+    def stopping(self, step: int, signal_name: str) -> None:
+        """A stop signal (SIGINT = Ctrl-C, or SIGTERM) came: training stops after step `step`, saving a
+        checkpoint there; a second signal stops at once without saving it."""
+
     def finish(self, summary: dict) -> None:
         """Training and test evaluation are done."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import time
@@ -20,7 +21,9 @@ from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import flatten, to_dict
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.io import atomic_torch_save
+from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
+from sedona_runtime.utils.io import WriteError, atomic_torch_save, os_error_in
+from sedona_runtime.utils.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +110,17 @@ class GreedyTrainer:
         self.wall_s = 0.0           # training + validation wall time, accumulated over resumptions
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
+        self.lock: RunLock | None = None  # the run directory's, held from setup to the end of `run`
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
-        """Check the output directory, build everything, write (or check) config.json, load the checkpoint."""
+        """Check the output directory, build everything, take the directory's lock, write (or check)
+        config.json, load the checkpoint. A finished run asked to resume is RunFinished (nothing touched)."""
         # Cheap output-directory checks first (fail fast, nothing created), then device, data and decoupling;
         # the directory is only created once all of them are valid, so a bad config leaves nothing behind.
         self.run_dir.check(resume=resume, overwrite=overwrite)
         self.parts = parts = build_parts(self.cfg)
-        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
         resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
@@ -162,8 +167,9 @@ class GreedyTrainer:
         return err
 
     # -- the loop -------------------------------------------------------------------------------------
-    def train_steps(self, stream, until: int) -> None:
-        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals."""
+    def train_steps(self, stream, until: int, stop: StopRequest | None = None) -> None:
+        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals;
+        return early after the step during which `stop` was set."""
         cfg, k = self.cfg, len(self.runners)
         window = (self.train_s, self.step)  # throughput over train-step time only (validation excluded)
         losses = [math.nan] * k
@@ -199,21 +205,34 @@ class GreedyTrainer:
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
                 self.wall_s += time.perf_counter() - t1
+            if stop is not None and stop.is_set():
+                return
 
     def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
-        """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary."""
+        """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary.
+
+        The run directory's lock is held throughout (RunLocked when another live run has it). SIGINT or
+        SIGTERM stops after the current step with a checkpoint of it (Interrupted, exit code 128 + signal);
+        an OS error on a write is one WriteError line saying which checkpoint was kept.
+        """
+        stop: StopRequest | None = None
         try:
             self.setup(resume=resume, overwrite=overwrite)
             parts = self.parts
             self.reporter.start(RunInfo([b.name for b in parts.blocks], self.cfg.steps, self.step, str(parts.device),
                                         [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
             until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-            try:
-                self.train_steps(make_stream(parts), until)
-            except NonFiniteLossError as exc:
-                where = (f"last good checkpoint {self.run_dir.last_checkpoint} (step {self.checkpoint_step}) kept"
-                         if self.checkpoint_step is not None else "no checkpoint had been written")
-                raise exc.with_note(where) from None
+            with deferred_stop(lambda req: self.reporter.stopping(self.step + 1, req.name)) as stop:
+                try:
+                    self.train_steps(make_stream(parts), until, stop)
+                except NonFiniteLossError as exc:
+                    raise exc.with_note(self._kept("last good checkpoint", how="")) from None
+                if stop.is_set():
+                    if self.checkpoint_step != self.step:
+                        self.save_checkpoint()
+                    raise Interrupted(f"interrupted ({stop.name}) after step {self.step} of {self.cfg.steps}: "
+                                      f"checkpoint of step {self.step} saved in {self.run_dir.last_checkpoint}; "
+                                      f"continue with --resume --out {self.run_dir.path}", exit_code=stop.exit_code)
             if self.step < self.cfg.steps:  # stopped early on request: leave a resumable checkpoint
                 self.save_checkpoint()
                 return {"stopped_at": self.step}
@@ -225,8 +244,30 @@ class GreedyTrainer:
             self.run_dir.write_summary(summary)
             self.reporter.finish(summary)
             return summary
+        except KeyboardInterrupt:
+            if stop is None:
+                raise Interrupted("interrupted before training " + ("resumed; the run's files are unchanged" if resume
+                                                                    else "started; nothing to resume")) from None
+            if self.step >= self.cfg.steps:
+                when = "interrupted during the final evaluation"
+            else:
+                again = " again" if stop.is_set() else ""
+                when = f"interrupted{again}: stopped at once during step {self.step + 1}, without saving it"
+            raise Interrupted(f"{when}; {self._kept('checkpoint')}", exit_code=stop.exit_code) from None
+        except WriteError as exc:
+            how = f"{'free some space' if _no_space(exc) else 'fix the cause'} and continue with --resume"
+            raise SedonaError(f"{exc}; training stopped at step {self.step}, {self._kept('checkpoint', how)}") from None
         finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
             self.reporter.close()
+
+    def _kept(self, what: str, how: str = "continue with --resume") -> str:
+        """Which checkpoint survives a failure, and how to continue from it."""
+        if self.checkpoint_step is None:
+            return "no checkpoint had been written"
+        return f"{what} {self.run_dir.last_checkpoint} (step {self.checkpoint_step}) kept" + (f"; {how}" if how else "")
 
     def summarize(self) -> dict:
         """Test errors of the final weights (classifier and aux ensemble), best val, time, memory."""
@@ -248,6 +289,11 @@ class GreedyTrainer:
             "peak_memory_kind": memory_kind(self.parts.device),
             "device": str(self.parts.device),
         }
+
+
+def _no_space(exc: WriteError) -> bool:
+    cause = os_error_in(exc)
+    return cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def train(cfg: TrainConfig, *, reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,

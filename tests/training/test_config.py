@@ -84,3 +84,23 @@ def test_explicit_values_win_over_defaults():
 def test_bad_values_are_named(field, value, words):
     with pytest.raises(SedonaError, match=words):
         resolve_defaults(TrainConfig(**{field: value}))
+
+
+@pytest.mark.parametrize("kind", ["trainer", "pipeline", "search"])
+def test_batch_size_one_is_refused_by_the_validation_all_modes_share(kind):
+    """Before any data, model or directory: the trainer and the pipeline resolve through resolve_defaults,
+    the search validates its DataConfig."""
+    from sedona_runtime.data.config import DataConfig
+
+    with pytest.raises(SedonaError, match=r"must be (>=|at least) 2 \(BatchNorm cannot train on a single sample\)"):
+        if kind == "trainer":
+            resolve_defaults(TrainConfig(batch_size=1))
+        elif kind == "pipeline":
+            from sedona_runtime.pipeline.config import PipelineConfig
+            from sedona_runtime.pipeline.launcher import resolve
+
+            resolve(PipelineConfig(train=TrainConfig(batch_size=1), blocks=2))
+        else:
+            from sedona_runtime.search.config import SearchConfig
+
+            SearchConfig(data=DataConfig(batch_size=1, val_fraction=0.4)).validate()
