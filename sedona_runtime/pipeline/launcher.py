@@ -24,6 +24,7 @@ from sedona_runtime.pipeline.worker import run_stage
 from sedona_runtime.training.config import resolve_defaults
 from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.interrupt import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,12 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     # Every process reads and writes the run directory by the coordinator's absolute path.
     pcfg = dataclasses.replace(pcfg, train=dataclasses.replace(pcfg.train, out_dir=str(Path(pcfg.train.out_dir).absolute())))
     run = RunDir(pcfg.train.out_dir)
-    record = _prepare(run, pcfg.resume, overwrite)
-    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"))  # bad decoupling/data fail here
+    commit = run.checkpoints / ckpt.COMMIT
+    # Everything that can be refused is refused before the run directory is created or touched: the
+    # directory (another live run holds it, a finished run asked to resume), data, decoupling, the
+    # queues' memory, the port.
+    run.check(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit)
+    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"))
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
@@ -170,13 +175,29 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
         meeting = Meeting(rendezvous.LOOPBACK, listener.getsockname()[1], rendezvous.loopback_interface())
     else:
         meeting = Meeting(iface=pcfg.iface)
-    if record is not None:
-        _check_resume(run, resolved)
-    else:
-        run.write_config(resolved)
+    try:
+        # The coordinator owns the run directory (its lock) until every block process is gone.
+        with run.prepare(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit):
+            if pcfg.resume:
+                record = ckpt.committed(run.checkpoints)
+                _check_resume(run, resolved)
+            else:
+                record = None
+                ckpt.remove_all(run.checkpoints)  # a replaced (--overwrite) pipeline run's checkpoints
+                run.write_config(resolved)
+            places = local_placements(pcfg.devices, explicit, pcfg.threads, pcfg.blocks) if mode == "spawn" else []
+            return _coordinate(pcfg, parts, run, record, meeting, listener, world, places, reporter)
+    finally:
+        if listener is not None:
+            listener.close()  # a no-op once the store took it over
+
+
+def _coordinate(pcfg: PipelineConfig, parts, run, record: dict | None, meeting: Meeting, listener, world: World,
+                places: list[Placement], reporter: PipelineReporter | None) -> dict:
+    """Start the self-launched blocks (`places`; none under torchrun) and drive the run; always reap them."""
+    from sedona_runtime.training.greedy import make_stream
 
     children = Children()
-    places = local_placements(pcfg.devices, explicit, pcfg.threads, pcfg.blocks) if mode == "spawn" else []
     ok = False
     try:
         store = (rendezvous.serve_store(listener, pcfg.blocks + 1, pcfg.timeout) if listener is not None
@@ -186,8 +207,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
             coord.start_step = int(record["step"])
             coord.best_val, coord.best_step = record.get("best_val"), record.get("best_step")
             run.truncate_metrics(coord.start_step)
-        if mode == "spawn":
-            children.start(pcfg, meeting, places)
+        children.start(pcfg, meeting, places)
         try:
             summary = coord.run(make_stream(parts))
         except PipelineFailed as exc:
@@ -197,27 +217,11 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
             raise PipelineFailed(f"{exc}; {where}") from None
         ok = True
         return summary
+    except Interrupted:
+        ok = True  # a clean stop: the blocks were released and are leaving
+        raise
     finally:
         children.reap(30.0 if ok else 5.0)  # after a failure the blocks were told to stop
-        if listener is not None:
-            listener.close()  # a no-op once the store took it over
-
-
-def _prepare(run, resume: bool, overwrite: bool = False) -> dict | None:
-    """Check the run directory before anything starts; the committed checkpoint record when resuming."""
-    record = ckpt.committed(run.checkpoints) if run.checkpoints.is_dir() else None
-    if resume:
-        if record is None:
-            raise SedonaError(f"cannot resume: no committed pipeline checkpoint in {run.checkpoints}")
-        return record
-    if overwrite and record is not None:
-        ckpt.remove_all(run.checkpoints)
-        record = None
-    if record is not None:
-        raise SedonaError(f"output directory {run.path} already holds a run; "
-                          "pass --resume to continue it, --overwrite to replace it, or choose another --out")
-    run.prepare(resume=False, overwrite=overwrite)  # the single-process files (and their checks)
-    return None
 
 
 def _check_resume(run, resolved: dict) -> None:

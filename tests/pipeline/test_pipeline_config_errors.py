@@ -97,3 +97,16 @@ def test_queue_budget_counts_every_edge():
     assert queue_budget.check(parts, 2, 2, 8, available=10**12) == 5 * sum(per_edge)
     with pytest.raises(Exception, match="use --queue-depth"):
         queue_budget.check(parts, 2, 2, 8, available=sum(per_edge))
+
+
+def test_malformed_data_leaves_no_run_directory(capsys, tmp_path):
+    import pickle
+
+    data = tmp_path / "c10" / "cifar-10-batches-py"
+    data.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(data / name, "wb") as f:
+            pickle.dump({"data": __import__("numpy").zeros((40, 3072), dtype="uint8"), "labels": [0] * 37}, f)
+    _fails(["--blocks", "3", *BASE, "--dataset", "cifar10", "--data-dir", str(tmp_path / "c10")], capsys, tmp_path,
+           "40 images but 37 labels")
+    assert not (tmp_path / "run").exists()

@@ -36,3 +36,19 @@ def test_pipeline_equals_single_process(tmp_path, reference, transport):
     # Per-block metrics reached the run directory at every log interval.
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any(len(r.get("blocks", [])) == 3 for r in records)
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    """A finished run asked to resume says so and leaves every file as it is (runs no process)."""
+    from sedona_runtime.cli.greedy import main
+
+    run_dir = tmp_path / "pipe"
+    proc = start([*RUN_ARGS, "--out", str(run_dir)])
+    try:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        kill_session(proc)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["--resume", "--out", str(run_dir)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before

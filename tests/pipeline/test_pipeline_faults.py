@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
-from pipeline_helpers import (CKPT, RUN_ARGS, STEPS, assert_same_weights, committed_step, kill_session,
+from pipeline_helpers import (CKPT, ROOT, RUN_ARGS, STEPS, assert_same_weights, committed_step, env, kill_session,
                               pipeline_weights, start, wait_gone)
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(170)]
@@ -74,6 +76,10 @@ def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transpor
     try:
         _wait_commit(proc, run_dir)
         assert len(_blocks(proc)) == 3
+        # The live run owns its directory: a second run, or --overwrite, into it is one clear refusal.
+        second = subprocess.run([sys.executable, str(ROOT / "launch" / "greedy.py"), *RUN_ARGS, "--out", str(run_dir),
+                                 "--overwrite"], capture_output=True, text=True, timeout=60, env=env())
+        assert second.returncode == 2 and "is in use by another run: pid" in second.stderr, second.stderr
         os.killpg(proc.pid, signal.SIGINT)  # to every process of the group, as Ctrl-C in a terminal
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err[-3000:]
@@ -83,7 +89,7 @@ def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transpor
         kill_session(proc)
     # The run stopped at a step boundary and committed that step, whatever the checkpoint interval.
     line = next(line for line in err.splitlines() if line.startswith("interrupted"))
-    step = int(line.split(" at step ")[1].split(":")[0])
+    step = int(line.split(" after step ")[1].split(" ")[0])
     assert committed_step(run_dir) == step and "continue with --resume" in line, line
     pipeline_weights(run_dir, step)  # every block file of it loads
 
