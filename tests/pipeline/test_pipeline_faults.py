@@ -72,7 +72,9 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference, transport
 
 def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transport):
     run_dir = tmp_path / "run"
-    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    # Long enough to be still training when the second run and Ctrl-C come (stopped long before the end).
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
+                  "--steps", "5000", "--checkpoint-interval", "50"])
     try:
         _wait_commit(proc, run_dir)
         assert len(_blocks(proc)) == 3
