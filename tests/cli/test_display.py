@@ -157,3 +157,21 @@ def test_summary_prints_the_per_block_table():
     assert rows["1/2"] == ["1/2", "1-3", "aux1", "50.00%", "10.00%", "37.50%", "10.00%"]
     assert rows["2/2"] == ["2/2", "4-6", "classifier", "25.00%", "5.00%", "12.50%", "5.00%"]
     assert "ensemble 1+2" in buf.getvalue() and "20.00%" in buf.getvalue()
+
+
+def test_pipeline_plain_lines_carry_time_elapsed_and_eta():
+    from sedona_runtime.cli.greedy import PlainPipelineReporter
+
+    clock = FakeClock()
+    buf = io.StringIO()
+    rep = PlainPipelineReporter(Console(file=buf, width=300), every=1000, clock=clock)
+    rep.start(RunInfo(["block 1/2", "block 2/2"], 400, 0, "2 processes"))
+    stats = {i: {"step": 0, "loss": 1.0, "samples_per_s": 50.0, "busy_frac": 0.5, "queue_depth": 1} for i in (1, 2)}
+    for step in (10, 20, 100):
+        clock.now += 40.0 if step == 100 else 5.0  # the third report comes 40 s later: due by time
+        rep.blocks(step + 2, 400, {i: dict(s, step=step) for i, s in stats.items()})
+    rep.close()
+    lines = [l for l in buf.getvalue().splitlines() if "b1 loss" in l]
+    assert len(lines) == 2 and all(STAMP.match(l) for l in lines)
+    # 100 steps in 50 s: 300 left take 150 s.
+    assert "step 100/400 (25%, fed 102)  elapsed 00:50  eta 02:30" in lines[1]
