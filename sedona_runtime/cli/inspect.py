@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sedona_runtime.analysis.costs import model_costs
-from sedona_runtime.cli._common import MODEL_HELP, PRESETS, OneLineParser, resolve_import_paths, run_main, take_model_option
+from sedona_runtime.cli._common import (MODEL_HELP, PRESETS, OneLineParser, resolve_import_paths, run_main,
+                                        take_model_option)
 from sedona_runtime.models.registry import ModelConfig, list_models
 from sedona_runtime.utils.errors import SedonaError
 

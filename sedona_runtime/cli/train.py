@@ -14,6 +14,7 @@ from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.training.display import Reporter
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.imports import is_import_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +87,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     take_model_option(args)
     if args.steps is not None and args.epochs is not None:
         raise SedonaError("give --steps or --epochs, not both")
+    if args.image_size is not None and is_import_path(args.dataset):
+        raise SedonaError(f"--image-size does not apply to the data set function {args.dataset}: its images are "
+                          "used as they are (resize them in its Datasets)")
     if args.out is None and not args.resume:
         args.out = _default_out(args)
     if args.resume:

@@ -27,7 +27,8 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float32).div_(255.0)
 
 
-def _get_batch(dataset: ImageDataset, indices: torch.Tensor, *seed_parts: int | str) -> tuple[torch.Tensor, torch.Tensor]:
+def _get_batch(dataset: ImageDataset, indices: torch.Tensor,
+               *seed_parts: int | str) -> tuple[torch.Tensor, torch.Tensor]:
     # A user's data set may draw random transforms from the global generators: seeding them from
     # (seed, step) keeps every batch a pure function of its step (data.user.UserImageDataset).
     if getattr(dataset, "seeded_by_step", False):

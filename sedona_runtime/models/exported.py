@@ -35,7 +35,8 @@ class ExportedNet(LayeredNet):
         mean, std = self.info.get("mean"), self.info.get("std")
         if mean is not None and std is not None:
             c = x.shape[1]
-            x = (x - torch.tensor(mean, dtype=x.dtype).view(1, c, 1, 1)) / torch.tensor(std, dtype=x.dtype).view(1, c, 1, 1)
+            shape = (1, c, 1, 1)
+            x = (x - torch.tensor(mean, dtype=x.dtype).view(shape)) / torch.tensor(std, dtype=x.dtype).view(shape)
         return x.to(next(self.parameters()).dtype)
 
     def head_logits(self, x: Tensor) -> list[Tensor]:

@@ -1,7 +1,8 @@
 """LayeredNet: an ordered list of layers (every boundary a split point) followed by a final head."""
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -77,48 +78,10 @@ class LayeredNet(nn.Module):
         return l
 
 
-def layer_output_shapes(model: LayeredNet, input_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
-    """(C, H, W) of every layer's output for one input of shape `input_shape` (C, H, W).
-
-    Runs one sample through the layers in eval mode without gradients on the model's own device;
-    a model built under `torch.device("meta")` costs nothing but shape propagation.
-    """
-    try:
-        ref = next(model.parameters())
-        device, dtype = ref.device, ref.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
-    was_training = model.training
-    model.eval()  # batch statistics of one sample at 1x1 would be undefined in train mode
-    shapes: list[tuple[int, int, int]] = []
-    name = model.arch or "network"
-    try:
-        with torch.no_grad():
-            x = torch.zeros((1, *input_shape), device=device, dtype=dtype)
-            for l, layer in enumerate(model.layers, start=1):
-                try:
-                    x = layer(x)
-                except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    raise SedonaError(f"{name}: layer {l} ({type(layer).__name__}) fails on "
-                                      f"{'the input' if l == 1 else f'the output of layer {l - 1}'} (input shape "
-                                      f"{tuple(input_shape)}): {_first_line(exc)}") from None
-                if not isinstance(x, torch.Tensor) or x.dim() != 4:
-                    got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                    raise SedonaError(f"{name}: layer {l} ({type(layer).__name__}) outputs {got}, but every layer "
-                                      "before the classifier must output a (N, C, H, W) feature map (auxiliary heads "
-                                      "attach there); put the flattening modules into the classifier")
-                shapes.append((int(x.shape[1]), int(x.shape[2]), int(x.shape[3])))
-    finally:
-        model.train(was_training)
-    return shapes
-
-
-def check_output(model: LayeredNet, input_shape: tuple[int, int, int], num_classes: int) -> None:
-    """SedonaError unless `model` maps one input of shape (C, H, W) to logits of shape (1, num_classes).
-
-    Catches a user network that ignores `num_classes` or does not fit the data's images, before training.
-    """
-    shapes = layer_output_shapes(model, input_shape)
+@contextmanager
+def _probe(model: LayeredNet) -> Iterator[tuple[torch.device, torch.dtype]]:
+    """(device, dtype) to run one probe sample on, with `model` in eval mode and no gradients; its mode is
+    restored afterwards. Eval mode: batch statistics of one sample at 1x1 would be undefined in train mode."""
     try:
         ref = next(model.parameters())
         device, dtype = ref.device, ref.dtype
@@ -128,15 +91,54 @@ def check_output(model: LayeredNet, input_shape: tuple[int, int, int], num_class
     model.eval()
     try:
         with torch.no_grad():
-            out = model.classifier(torch.zeros((1, *shapes[-1]), device=device, dtype=dtype))
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise SedonaError(f"{model.arch or 'network'}: the classifier fails on the last layer's output "
-                          f"{shapes[-1]}: {_first_line(exc)}") from None
+            yield device, dtype
     finally:
         model.train(was_training)
+
+
+def layer_output_shapes(model: LayeredNet, input_shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """(C, H, W) of every layer's output for one input of shape `input_shape` (C, H, W).
+
+    Runs one sample through the layers in eval mode without gradients on the model's own device;
+    a model built under `torch.device("meta")` costs nothing but shape propagation. Raises SedonaError
+    naming the layer when one fails on its input or does not output a (N, C, H, W) map.
+    """
+    shapes: list[tuple[int, int, int]] = []
+    name = model.arch or "network"
+    with _probe(model) as (device, dtype):
+        x = torch.zeros((1, *input_shape), device=device, dtype=dtype)
+        for l, layer in enumerate(model.layers, start=1):
+            try:
+                x = layer(x)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise SedonaError(f"{name}: layer {l} ({type(layer).__name__}) fails on "
+                                  f"{'the input' if l == 1 else f'the output of layer {l - 1}'} (input shape "
+                                  f"{tuple(input_shape)}): {_first_line(exc)}") from None
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise SedonaError(f"{name}: layer {l} ({type(layer).__name__}) outputs {got}, but every layer "
+                                  "before the classifier must output a (N, C, H, W) feature map (auxiliary heads "
+                                  "attach there); put the flattening modules into the classifier")
+            shapes.append((int(x.shape[1]), int(x.shape[2]), int(x.shape[3])))
+    return shapes
+
+
+def check_output(model: LayeredNet, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    """SedonaError unless `model` maps one input of shape (C, H, W) to logits of shape (1, num_classes).
+
+    Catches a user network that ignores `num_classes` or does not fit the data's images, before training.
+    """
+    shapes = layer_output_shapes(model, input_shape)
+    name = model.arch or "network"
+    with _probe(model) as (device, dtype):
+        try:
+            out = model.classifier(torch.zeros((1, *shapes[-1]), device=device, dtype=dtype))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise SedonaError(f"{name}: the classifier fails on the last layer's output {shapes[-1]}: "
+                              f"{_first_line(exc)}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise SedonaError(f"{model.arch or 'network'}: outputs {got} for one input of shape {tuple(input_shape)}, "
+        raise SedonaError(f"{name}: outputs {got} for one input of shape {tuple(input_shape)}, "
                           f"expected logits of shape (1, {num_classes}) (does it use num_classes?)")
 
 

@@ -30,8 +30,8 @@ def exported_network(run: TrainedRun, *, heads: bool = False, info: dict | None 
     aux = [b.head for b in run.blocks[:-1]] if heads else []
     after = [b.last for b in run.blocks[:-1]] if heads else []
     meta = {"arch": run.cfg.model.arch, "num_classes": run.cfg.model.num_classes, "input_shape": list(run.input_shape),
-            "run": str(run.path.resolve()), "weights": run.weights, "step": run.step, "decoupling": run.decoupling.to_json(),
-            **(info or {})}
+            "run": str(run.path.resolve()), "weights": run.weights, "step": run.step,
+            "decoupling": run.decoupling.to_json(), **(info or {})}
     return ExportedNet(run.model, aux, after, meta).eval()
 
 

@@ -161,7 +161,8 @@ def validate(cfg: TrainConfig) -> None:
     checks = [
         (cfg.steps is None and cfg.epochs is not None or cfg.steps is not None and cfg.steps >= 1,
          f"steps must be >= 1, got {cfg.steps}"),
-        (cfg.epochs is None or isinstance(cfg.epochs, int) and cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}"),
+        (cfg.epochs is None or isinstance(cfg.epochs, int) and cfg.epochs >= 1,
+         f"epochs must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size is not None and cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
         (cfg.optimizer in _OPTIMIZERS, f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {cfg.optimizer!r}"),
         (cfg.lr is not None and cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),

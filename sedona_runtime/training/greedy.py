@@ -114,6 +114,7 @@ class GreedyTrainer:
         self.best_val: float | None = None
         self.best_step: int | None = None
         self.last_val: EvalResult | None = None
+        self.val_logged: int | None = None  # step of the last validation record in metrics.jsonl
         self.wall_s = 0.0           # training + validation wall time, accumulated over resumptions
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
@@ -134,6 +135,8 @@ class GreedyTrainer:
             check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
             self.run_dir.truncate_metrics(self.step)
+            self.val_logged = max((int(r["step"]) for r in self.run_dir.read_metrics() if "val_top1_error" in r),
+                                  default=None)
         else:
             self.run_dir.write_config(resolved)
 
@@ -164,7 +167,9 @@ class GreedyTrainer:
             return None
         self.last_val = res = eval_split(self.parts, val, self.runners)
         err = res.top1_error
-        self.run_dir.log({"step": self.step, **eval_record(res, "val")})
+        if self.val_logged != self.step:  # a resumed finished run re-validates its last step: logged once
+            self.run_dir.log({"step": self.step, **eval_record(res, "val")})
+            self.val_logged = self.step
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, self.step
             atomic_torch_save(self.run_dir.best_weights, {"step": self.step, "val_error": err,

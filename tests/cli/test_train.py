@@ -32,8 +32,10 @@ def test_trains_and_prints_test_accuracy(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["K"] == 2 and summary["steps"] == 3
     # --resume of a finished run only re-evaluates; the same weights give the same test errors.
+    metrics = (out / "metrics.jsonl").read_text()
     assert main(["--resume", "--out", str(out), "--plain"]) == 0
     assert json.loads((out / "summary.json").read_text())["test"] == summary["test"]
+    assert (out / "metrics.jsonl").read_text() == metrics  # nothing recomputed, nothing logged twice
     _fails(capsys, TINY + ["--decoupling", "dgl:2", "--out", str(out)], "already holds a run", "--overwrite")
 
 

@@ -148,4 +148,5 @@ def test_user_network_by_import_path(user_pkg):
     with pytest.raises(SedonaError, match="model.width: applies to the built-in architectures only"):
         build_model(ModelConfig(arch=cfg.arch, width=0.5))
     with torch.device("meta"):  # torchvision's builders take num_classes as they are
-        assert build_model(ModelConfig(arch="torchvision.models:resnet18", num_classes=7)).classifier.fc.out_features == 7
+        tv = build_model(ModelConfig(arch="torchvision.models:resnet18", num_classes=7))
+    assert tv.classifier.fc.out_features == 7

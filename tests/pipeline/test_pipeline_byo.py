@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from pipeline_helpers import ROOT, assert_same_weights, env, kill_session, tree
+from pipeline_helpers import assert_same_weights, run_to_end
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
 
@@ -26,15 +24,7 @@ def test_user_network_trains_in_the_pipeline(user_pkg, tmp_path, capsys):
 
     run_dir = tmp_path / "pipe"
     # As a user runs it: from the folder holding their package (not the launcher's), no PYTHONPATH entry for it.
-    proc = subprocess.Popen([sys.executable, str(ROOT / "launch" / "greedy.py"), *ARGS, "--out", str(run_dir)],
-                            cwd=user_pkg, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-        assert not tree(proc)
-    finally:
-        kill_session(proc)
+    out = run_to_end([*ARGS, "--out", str(run_dir)], cwd=user_pkg)
     assert "test accuracy" in out and "ensemble 1+2" in out  # the per-block table
     saved = json.loads((run_dir / "config.json").read_text())["train"]
     assert saved["model"]["arch"] == "byo_user_pkg.nets:build" and saved["model"]["import_root"] == user_pkg

@@ -92,7 +92,8 @@ def test_epochs_resolve_to_steps_once_the_data_is_known(user_pkg, tmp_path):
     from sedona_runtime.models import ModelConfig
     from sedona_runtime.training.greedy import build_parts
 
-    cfg = TrainConfig(model=ModelConfig(arch="small", width=0.25), data=DataConfig(dataset="byo_user_pkg.data:build_float"),
+    cfg = TrainConfig(model=ModelConfig(arch="small", width=0.25),
+                      data=DataConfig(dataset="byo_user_pkg.data:build_float"),
                       epochs=3, batch_size=16, device="cpu", out_dir=str(tmp_path))
     resolved = resolve_defaults(cfg)
     assert resolved.steps is None and resolved.eval_interval is None  # not known before the data is loaded
