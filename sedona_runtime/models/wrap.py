@@ -69,7 +69,7 @@ def to_layered(model: object, *, classifier: int | None = None, arch: str = "") 
       residual block a layer, the stem in layer 1;
     - a torchvision VGG (vgg11_bn .. vgg19_bn, or without batch norm): each convolution a layer, with
       the batch norm, ReLU and pooling after it;
-    - an nn.Sequential or a list/tuple of modules: each module a layer, the last `classifier` modules the
+    - an nn.Sequential, nn.ModuleList or a list/tuple of modules: each module a layer, the last `classifier` modules the
       classifier (default: everything after the last convolution/normalization; see `from_modules`).
 
     The result holds the very modules of `model`: the same parameters, the same forward.
@@ -87,6 +87,8 @@ def to_layered(model: object, *, classifier: int | None = None, arch: str = "") 
         return wrap_vgg(model, arch)
     if isinstance(model, (nn.Sequential, list, tuple)):
         return from_modules(model, classifier=classifier, arch=arch)
+    if isinstance(model, nn.ModuleList):
+        return from_modules(list(model), classifier=classifier, arch=arch)
     raise SedonaError(f"{arch or 'network'}: got a {type(model).__name__}; expected an nn.Sequential or a list of "
                       "modules (each a layer, the classifier last), a torchvision ResNet or VGG, or a LayeredNet")
 

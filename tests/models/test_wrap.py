@@ -95,7 +95,7 @@ def test_sequential_each_module_a_layer_classifier_after_the_last_conv():
     assert layer_output_shapes(net, (3, 13, 13)) == [(5, 13, 13), (7, 7, 7), (9, 4, 4)]
     # An explicit split: only the last module is the classifier (pool and flatten become layers... until
     # the shapes are traced, which refuses a 2-D layer output with a clear line).
-    net2 = to_layered(list(seq), classifier=1)
+    net2 = to_layered(nn.ModuleList(seq), classifier=1)
     assert net2.num_layers == 6
     with pytest.raises(SedonaError, match="layer 6 \\(Flatten\\) outputs \\(1, 9\\).*classifier"):
         layer_output_shapes(net2, (3, 13, 13))
