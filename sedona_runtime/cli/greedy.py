@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,17 +13,20 @@ from pathlib import Path
 # coordinator reports the cause in one line instead. Set before torch loads (children inherit it).
 os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sedona_runtime.cli._common import OneLineParser, run_main
-from sedona_runtime.cli.display import SHORT_MEMORY_LABELS, fmt_mib, memory_label, print_summary
+from sedona_runtime.cli._common import MODEL_HELP, OneLineParser, run_main, run_name, take_model_option
+from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, fmt_seconds, fmt_time,
+                                        memory_label, print_summary)
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
 from sedona_runtime.training.display import RunInfo
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.imports import is_import_path
 
 # Defaults that make the README's main job (ResNet-152, K = 4, embedded digits) finish in a few
 # minutes on a 2-core machine; every one can be overridden.
@@ -40,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--decoupling", help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or "
                                         "sedona:K; required unless --resume")
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
+    p.add_argument("--model", help=MODEL_HELP + "; the block processes import it too")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
     add_training_options(p, image_size=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, 64 on imagefolder, else 32)",
@@ -84,6 +89,7 @@ _KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "tr
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
     """The run's PipelineConfig; a resumed run starts from the settings in its config.json."""
+    take_model_option(args)
     saved: dict = {}
     if args.resume:
         from sedona_runtime.training.run_dir import RunDir
@@ -99,11 +105,12 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
         if args.arch is None:
             args.arch = _default_arch(args.decoupling)
         if (args.dataset or "digits") == "digits":
-            args.width = DEMO_WIDTH if args.width is None else args.width
+            if not is_import_path(args.arch):  # a user's network is taken as it is
+                args.width = DEMO_WIDTH if args.width is None else args.width
             args.image_size = DEMO_IMAGE_SIZE if args.image_size is None else args.image_size
         if args.out is None:
             dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
-            args.out = str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch}_{dec}_pipeline")
+            args.out = str(Path("runs") / f"{run_name(args.dataset or 'digits')}_{run_name(args.arch)}_{dec}_pipeline")
     args.device = None  # devices are per block here (--devices); the shared option mapping reads this one
     cfg = train_config(args)
     if args.dtype:
@@ -115,38 +122,60 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
 
 
 class PlainPipelineReporter(PipelineReporter):
-    """One line per reporting interval: progress and each block's loss, rate, busy share and queue."""
+    """Time-stamped lines (cli.display.TimedLines): progress with elapsed time and ETA, and each block's
+    loss, rate, busy share and queue; at most one per `every` steps, at least one every 30 s."""
 
-    def __init__(self, console: Console, every: int) -> None:
-        self.console, self.every, self._last = console, max(1, every), -1
+    def __init__(self, console: Console, every: int, max_gap_s: float = MAX_SILENCE_S,
+                 clock=time.monotonic) -> None:
+        self.console, self.clock = console, clock
+        self.lines = TimedLines(self._print, every, max_gap_s, clock)
+        self._t0, self._start_step, self._total = clock(), 0, 0
+        self._done: tuple[int, int] = (0, 0)  # (steps every block finished, steps fed)
 
     def _print(self, line: str) -> None:
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def start(self, info: RunInfo) -> None:
-        self._print(f"pipeline: {len(info.blocks)} block processes, {info.total_steps} steps"
-                    + (f" (resuming at {info.start_step})" if info.start_step else ""))
+        self._t0, self._start_step, self._total = self.clock(), info.start_step, info.total_steps
+        self._done = (info.start_step, info.start_step)
+        self.lines.emit(f"pipeline: {len(info.blocks)} block processes, {info.total_steps} steps"
+                        + (f" (resuming at {info.start_step})" if info.start_step else ""))
         for line in info.blocks + info.notes:
             self._print(f"  {line}")
+        self.lines.start_heartbeat(lambda: self._progress(*self._done) + "  (running)")
+
+    def _progress(self, done: int, fed: int) -> str:
+        elapsed = self.clock() - self._t0
+        rate = (done - self._start_step) / elapsed if elapsed > 0 else 0.0
+        eta = fmt_time((self._total - done) / rate) if rate > 0 else "--:--"
+        return (f"step {done}/{self._total} ({done / max(1, self._total):.0%}, fed {fed})  "
+                f"elapsed {fmt_time(elapsed)}  eta {eta}")
 
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
         done = min((s["step"] for s in stats.values()), default=0)
-        if self._last >= 0 and done - self._last < self.every and done != total:
+        self._done, self._total = (done, fed), total
+        if not self.lines.due(done, total):
             return
-        self._last = done
         parts = [f"b{i} loss {s['loss']:.3f} {s['samples_per_s']:.0f}/s busy {s['busy_frac']:.0%} q{s['queue_depth']}"
                  for i, s in sorted(stats.items())]
-        self._print(f"step {done}/{total} (fed {fed}) | " + " | ".join(parts))
+        self.lines.emit(self._progress(done, fed) + " | " + " | ".join(parts), done)
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
-        self._print(f"step {step}: val error {val_error:.2%} (best {best_error:.2%})")
+        self.lines.emit(f"step {step}: val error {val_error:.2%} (best {best_error:.2%})")
+
+    def close(self) -> None:
+        self.lines.stop()
+
 
     def note(self, line: str) -> None:
-        self._print(f"  {line}")
+        self.lines.write(f"  {line}")
 
+
+_BLOCK_NAME = re.compile(r"^block (?P<i>\d+)/\d+ \(layers (?P<layers>[^,]+), (?P<head>.+)\)$")
 
 class RichPipelineReporter(PipelineReporter):
-    """A live table: per block its step, loss, throughput, busy and waiting time, queue depth, peak memory.
+    """A live table that fits an 80-column terminal: per block its layers and head, step, loss,
+    throughput, busy share, time waiting for input and for queue space, input queue depth, peak memory.
 
     The memory column says what each block measured (it reports its own `memory_kind`): peak RSS on
     CPU, peak CUDA allocation on GPU; with blocks on both, each cell says which it is.
@@ -164,19 +193,27 @@ class RichPipelineReporter(PipelineReporter):
             self.console.print(f"  {line}", markup=False, highlight=False)
         self.live.start()
 
+    def _name(self, i: int) -> tuple[str, str, str]:
+        name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
+        m = _BLOCK_NAME.match(name)
+        return (m["i"], m["layers"], m["head"]) if m else (str(i), "", name)
+
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
         kinds = {s.get("memory_kind", "") for s in stats.values()}
         mixed = len(kinds) > 1
-        mem_col = "peak memory" if mixed or not kinds else memory_label(kinds.pop())
-        t = Table(title=f"fed {fed}/{total}{self.val}", title_justify="left")
-        for col in ("block", "step", "loss", "samples/s", "busy", "wait in", "wait out", "queue", mem_col):
-            t.add_column(col, justify="left" if col == "block" else "right")
+        mem_col = "peak\nmemory" if mixed or not kinds else memory_label(kinds.pop()).replace(" ", "\n", 1)
+        t = Table(title=f"fed {fed}/{total}{self.val}", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+        # Short headers and cells: the table fits 80 columns up to K = 99 and 6-digit step counts.
+        for col in ("#", "layers", "head", "step", "loss", "img/s", "busy", "wait\nin", "wait\nout", "q", mem_col):
+            t.add_column(col, justify="left" if col in ("layers", "head") else "right", no_wrap=True)
         for i, s in sorted(stats.items()):
-            name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
-            t.add_row(name, str(s["step"]), f"{s['loss']:.4f}", f"{s['samples_per_s']:.0f}",
-                      f"{s['busy_frac']:.0%}", f"{s['total_wait_in_s']:.1f}s", f"{s['total_wait_out_s']:.1f}s",
+            mib = s["peak_memory"] / 2**20
+            mem = f"{mib:.0f}M" if mib < 10_000 else f"{mib / 1024:.1f}G"
+            t.add_row(*self._name(i), str(s["step"]), f"{s['loss']:.3f}", f"{s['samples_per_s']:.0f}",
+                      f"{s['busy_frac']:.0%}", fmt_seconds(s["total_wait_in_s"]), fmt_seconds(s["total_wait_out_s"]),
                       str(s["queue_depth"]),
-                      fmt_mib(s["peak_memory"]) + (f" {SHORT_MEMORY_LABELS.get(s.get('memory_kind', ''), '')}" if mixed else ""))
+                      mem + (f" {SHORT_MEMORY_LABELS.get(s.get('memory_kind', ''), '')}" if mixed else ""))
         self.live.update(t)
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sedona_runtime.cli._common import OneLineParser, apply_options, run_main
+from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
+                                        resolve_import_paths, run_main, run_name, take_model_option)
 from sedona_runtime.cli.display import PlainReporter, RichReporter, print_summary
-from sedona_runtime.data.config import DATASETS
 from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.training.display import Reporter
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.imports import is_import_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "process; K = 1 is end-to-end backprop. Unset options take the data set's "
                                  "defaults (paper Appendix E.2).")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--decoupling", help="backprop, dgl:K, predsim:K, sedona:K, a shipped name or a decoupling file")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch (proportional cuts)")
@@ -38,11 +40,13 @@ def _parser() -> argparse.ArgumentParser:
 def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32; imagefolder 64)",
                          width: str = "channel width multiplier (default 1.0)") -> None:
     """The data and optimisation options of a training run (this CLI and the pipelined one share them)."""
-    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
-    p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
+    p.add_argument("--dataset", type=dataset_option, help=DATASET_HELP)
+    p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder; passed to a data set "
+                                      "function as data_dir=)")
     p.add_argument("--image-size", type=int, help=image_size)
     p.add_argument("--width", type=float, help=width)
     p.add_argument("--steps", type=int, help="training iterations")
+    p.add_argument("--epochs", type=int, help="instead of --steps: passes over the training set (full batches)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (cosine-decayed to --final-lr)")
     p.add_argument("--final-lr", type=float)
@@ -53,6 +57,8 @@ def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input
     p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision (CUDA)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files to <out>/tensorboard (needs the tensorboard package)")
 
 
 # CLI option -> (section, field) of TrainConfig; section None is the top level.
@@ -60,6 +66,7 @@ _FIELDS = {
     "arch": ("model", "arch"), "width": ("model", "width"), "dataset": ("data", "dataset"),
     "data_dir": ("data", "data_dir"), "image_size": ("data", "image_size"), "augment": ("data", "augment"),
     "decoupling": (None, "decoupling"), "retarget": (None, "retarget"), "steps": (None, "steps"),
+    "epochs": (None, "epochs"), "tensorboard": (None, "tensorboard"),
     "batch_size": (None, "batch_size"), "lr": (None, "lr"), "final_lr": (None, "final_lr"),
     "weight_decay": (None, "weight_decay"), "optimizer": (None, "optimizer"),
     "label_smoothing": (None, "label_smoothing"), "eval_interval": (None, "eval_interval"),
@@ -70,13 +77,19 @@ _FIELDS = {
 
 def _default_out(args: argparse.Namespace) -> str:
     dec = Path(args.decoupling or "backprop").name.replace(":", "").removesuffix(".json")
-    return str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch or 'small'}_{dec}")
+    return str(Path("runs") / f"{run_name(args.dataset or 'digits')}_{run_name(args.arch or 'small')}_{dec}")
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's config: a resumed run starts from its saved config.json, then the given options apply."""
     from sedona_runtime.training.run_dir import RunDir
 
+    take_model_option(args)
+    if args.steps is not None and args.epochs is not None:
+        raise SedonaError("give --steps or --epochs, not both")
+    if args.image_size is not None and is_import_path(args.dataset):
+        raise SedonaError(f"--image-size does not apply to the data set function {args.dataset}: its images are "
+                          "used as they are (resize them in its Datasets)")
     if args.out is None and not args.resume:
         args.out = _default_out(args)
     if args.resume:
@@ -87,6 +100,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     else:
         cfg = TrainConfig()
     apply_options(cfg, args, _FIELDS)
+    if args.steps is not None:  # the one given wins over what a resumed config holds
+        cfg.epochs = None
+    elif args.epochs is not None:
+        cfg.steps = None
+    resolve_import_paths(cfg.model, cfg.data)
     return cfg
 
 

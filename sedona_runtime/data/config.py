@@ -30,7 +30,9 @@ def guess_dataset(data_dir: str) -> str | None:
 class DataConfig:
     """Data set selection and batching; round-trips through JSON with the run's config."""
 
-    dataset: str = "digits"  # digits | cifar10 | cifar100 | imagefolder | synthetic
+    # digits | cifar10 | cifar100 | imagefolder | synthetic, or a user's data set function by import path
+    # MODULE:CALLABLE returning (train, val, test) torch Datasets or a DataBundle (data.user.load_user_data).
+    dataset: str = "digits"
     data_dir: str | None = None
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE[dataset] (see `size`)
     val_fraction: float = 0.1  # share of the training split held out for validation
@@ -39,6 +41,15 @@ class DataConfig:
     seed: int = 0
     synthetic_size: int = 512  # synthetic: training samples (before the validation split)
     synthetic_classes: int = 10  # synthetic: number of classes
+    # For an import path: the directory put on sys.path before importing it (utils.imports.import_root).
+    import_root: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        """True when `dataset` is a user's data set function (an import path)."""
+        from sedona_runtime.utils.imports import is_import_path
+
+        return is_import_path(self.dataset)
 
     @property
     def size(self) -> int:
@@ -47,8 +58,9 @@ class DataConfig:
 
     def validate(self) -> None:
         """SedonaError naming the first bad field."""
-        if self.dataset not in DATASETS:
-            raise SedonaError(f"data.dataset: unknown data set {self.dataset!r} (known: {', '.join(DATASETS)})")
+        if self.dataset not in DATASETS and not self.is_user:
+            raise SedonaError(f"data.dataset: unknown data set {self.dataset!r} (known: {', '.join(DATASETS)}; "
+                              "or a data set function by import path, MODULE:CALLABLE)")
         for name in ("image_size", "batch_size", "synthetic_size", "synthetic_classes"):
             value = getattr(self, name)
             if name == "image_size" and value is None:
@@ -58,7 +70,8 @@ class DataConfig:
         if self.batch_size < MIN_BATCH_SIZE:
             raise SedonaError(f"data.batch_size: must be at least {MIN_BATCH_SIZE} (BatchNorm cannot train on a "
                               f"single sample), got {self.batch_size} (--batch-size)")
-        if self.data_dir and self.dataset not in NEEDS_DATA_DIR:
+        # A data set function decides itself whether it reads --data-dir (data.user checks its signature).
+        if self.data_dir and self.dataset not in NEEDS_DATA_DIR and not self.is_user:
             guess = guess_dataset(self.data_dir)
             hint = (f"pass --dataset {guess}" if guess else
                     f"pass --dataset {', '.join(NEEDS_DATA_DIR[:-1])} or {NEEDS_DATA_DIR[-1]} with it")

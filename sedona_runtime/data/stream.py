@@ -9,7 +9,7 @@ import torch
 from sedona_runtime.data.augment import Augment
 from sedona_runtime.data.base import ImageDataset
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.seed import make_generator
+from sedona_runtime.utils.seed import make_generator, seeded_globals
 
 
 def normalize(x: torch.Tensor, dataset: ImageDataset) -> torch.Tensor:
@@ -21,8 +21,20 @@ def normalize(x: torch.Tensor, dataset: ImageDataset) -> torch.Tensor:
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images as float32 in [0,1]."""
+    """uint8 images as float32 in [0,1]; float images (a user's data set) as float32, unscaled."""
+    if x.is_floating_point():
+        return x.to(torch.float32, copy=True)
     return x.to(torch.float32).div_(255.0)
+
+
+def _get_batch(dataset: ImageDataset, indices: torch.Tensor,
+               *seed_parts: int | str) -> tuple[torch.Tensor, torch.Tensor]:
+    # A user's data set may draw random transforms from the global generators: seeding them from
+    # (seed, step) keeps every batch a pure function of its step (data.user.UserImageDataset).
+    if getattr(dataset, "seeded_by_step", False):
+        with seeded_globals(*seed_parts):
+            return dataset.get_batch(indices)
+    return dataset.get_batch(indices)
 
 
 class BatchStream:
@@ -78,7 +90,7 @@ class BatchStream:
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(x float32 normalized (N,C,H,W), y int64 (N)) of global step `step`."""
-        raw, y = self.dataset.get_batch(self.indices(step))
+        raw, y = _get_batch(self.dataset, self.indices(step), "user-transforms", self.seed, step)
         x = to_unit(raw)
         if self.augment is not None:
             x = self.augment(x, make_generator("augment", self.seed, step))
@@ -98,5 +110,5 @@ def eval_batches(dataset: ImageDataset, batch_size: int) -> Iterator[tuple[torch
     """Every sample once in index order, normalized, not augmented; the last batch may be smaller."""
     n = len(dataset)
     for start in range(0, n, batch_size):
-        raw, y = dataset.get_batch(torch.arange(start, min(start + batch_size, n)))
+        raw, y = _get_batch(dataset, torch.arange(start, min(start + batch_size, n)), "user-transforms-eval", start)
         yield normalize(to_unit(raw), dataset), y

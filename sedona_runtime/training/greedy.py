@@ -16,7 +16,7 @@ from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossErro
 from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from sedona_runtime.training.config import TrainConfig, resolve_defaults
 from sedona_runtime.training.display import Progress, Reporter, RunInfo
-from sedona_runtime.training.evaluate import EvalResult, evaluate
+from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import flatten, to_dict
@@ -50,18 +50,27 @@ def build_parts(cfg: TrainConfig) -> RunParts:
     """
     from sedona_runtime.data import build_data
     from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model
+    from sedona_runtime.models import build_model, list_models
+    from sedona_runtime.models.layered import check_output
+    from sedona_runtime.training.config import resolve_epochs
 
     device = resolve_device(cfg.device)
     bundle = build_data(cfg.data)
     if cfg.batch_size > len(bundle.train):
         raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
                           f"samples after the validation split); pass a smaller --batch-size")
+    cfg = resolve_epochs(cfg, len(bundle.train))
     model_cfg = dataclasses.replace(cfg.model, num_classes=int(bundle.num_classes),
                                     in_channels=int(bundle.input_shape[0]), stem=bundle.stem)
-    cfg = dataclasses.replace(cfg, model=model_cfg)
+    data_cfg = cfg.data
+    if data_cfg.is_user:  # the images are taken as they are: the config records their size
+        data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
+    cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg)
+    if model_cfg.arch not in list_models():  # a user's network: check that it fits the data before training
+        with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
+            check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
     dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
     spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes, head_width_for(model_cfg.stem))
     blocks = build_blocks(model, dec, spec_fn)
@@ -107,6 +116,8 @@ class GreedyTrainer:
         self.step = 0
         self.best_val: float | None = None
         self.best_step: int | None = None
+        self.last_val: EvalResult | None = None
+        self.val_logged: int | None = None  # step of the last validation record in metrics.jsonl
         self.wall_s = 0.0           # training + validation wall time, accumulated over resumptions
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
@@ -129,6 +140,8 @@ class GreedyTrainer:
             check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
             self.run_dir.truncate_metrics(self.step)
+            self.val_logged = max((int(r["step"]) for r in self.run_dir.read_metrics() if "val_top1_error" in r),
+                                  default=None)
         else:
             self.run_dir.write_config(resolved)
 
@@ -158,7 +171,11 @@ class GreedyTrainer:
         val = self.parts.bundle.val
         if val is None or len(val) == 0:
             return None
-        err = eval_split(self.parts, val, self.runners).top1_error
+        self.last_val = res = eval_split(self.parts, val, self.runners)
+        err = res.top1_error
+        if self.val_logged != self.step:  # a resumed finished run re-validates its last step: logged once
+            self.run_dir.log({"step": self.step, **eval_record(res, "val")})
+            self.val_logged = self.step
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, self.step
             atomic_torch_save(self.run_dir.best_weights, {"step": self.step, "val_error": err,
@@ -262,6 +279,7 @@ class GreedyTrainer:
                 self.lock.release()
                 self.lock = None
             self.reporter.close()
+            self.run_dir.close()
 
     def _kept(self, what: str, how: str = "continue with --resume") -> str:
         """Which checkpoint survives a failure, and how to continue from it."""
@@ -280,6 +298,7 @@ class GreedyTrainer:
             "decoupling": self.parts.decoupling.to_json()["blocks"],
             "test": dataclasses.asdict(test),
             "test_accuracy": 1.0 - test.top1_error,
+            "val": dataclasses.asdict(self.last_val) if self.last_val is not None else None,
             "best_val_error": self.best_val,
             "best_val_step": self.best_step,
             "wall_time_s": self.wall_s,

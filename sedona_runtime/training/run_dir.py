@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import append_jsonl, atomic_write_json, atomic_write_text
@@ -19,7 +21,8 @@ class RunFinished(SedonaError):
 
 
 class RunDir:
-    """Layout: config.json, metrics.jsonl, summary.json, checkpoints/last.pt, checkpoints/best.pt, run.lock.
+    """Layout: config.json, metrics.jsonl, summary.json, checkpoints/last.pt, checkpoints/best.pt, run.lock,
+    and tensorboard/ (event files) when the run's config says `train.tensorboard`.
 
     One run owns the directory at a time: `prepare` takes its lock (utils.run_lock) and returns it held.
     """
@@ -33,6 +36,12 @@ class RunDir:
         self.last_checkpoint = self.checkpoints / "last.pt"
         self.best_weights = self.checkpoints / "best.pt"
         self.lock_file = self.path / LOCK_NAME
+        self.tensorboard_dir = self.path / "tensorboard"
+        # Whether `log` also writes TensorBoard scalars: learned from the config this run writes or reads
+        # (train.tensorboard), so every writer of metrics (trainer, pipeline coordinator) follows it.
+        self._tensorboard: bool | None = None
+        self._scalars: Any = None  # training.tensorboard.ScalarWriter, opened on the first record
+        self._purge_step: int | None = None
 
     def lock(self) -> RunLock:
         """The directory's lock, not yet taken: `with run.lock():` owns the directory for the block."""
@@ -119,6 +128,7 @@ class RunDir:
                         path.unlink(missing_ok=True)
                     except OSError as exc:
                         raise SedonaError(f"--overwrite: cannot remove {path}: {exc.strerror or exc}") from None
+                shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
         except BaseException:
             lock.release()
             raise
@@ -127,19 +137,39 @@ class RunDir:
     def write_config(self, resolved: dict) -> None:
         """The resolved config, written before training starts."""
         atomic_write_json(self.config, resolved)
+        self._tensorboard = _wants_tensorboard(resolved)
 
     def read_config(self) -> dict:
         """The config a previous run wrote (SedonaError when absent or malformed)."""
         if not self.path.is_dir():
             raise SedonaError(f"cannot read {self.config}: the run directory {self.path} does not exist")
         try:
-            return json.loads(self.config.read_text())
+            data = json.loads(self.config.read_text())
         except (OSError, ValueError) as exc:
             raise SedonaError(f"cannot read {self.config}: {exc}") from exc
+        self._tensorboard = _wants_tensorboard(data)
+        return data
 
     def log(self, record: dict) -> None:
-        """Append one metrics record."""
+        """Append one metrics record (and write its scalars to TensorBoard when the run asks for it)."""
         append_jsonl(self.metrics, record)
+        if self._tensorboard is None:
+            try:
+                self._tensorboard = _wants_tensorboard(json.loads(self.config.read_text()))
+            except (OSError, ValueError):
+                self._tensorboard = False
+        if self._tensorboard:
+            if self._scalars is None:
+                from sedona_runtime.training.tensorboard import ScalarWriter
+
+                self._scalars = ScalarWriter(self.tensorboard_dir, purge_step=self._purge_step)
+            self._scalars.write(record)
+
+    def close(self) -> None:
+        """Close the TensorBoard writer, if one is open (records are flushed as they are written)."""
+        if self._scalars is not None:
+            self._scalars.close()
+            self._scalars = None
 
     def _metrics_lines(self) -> list[str]:
         try:
@@ -148,7 +178,9 @@ class RunDir:
             raise SedonaError(f"cannot read {self.metrics}: {exc.strerror or exc}") from None
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop metrics past `after_step` (a resumed run recomputes them), and any torn last line."""
+        """Drop metrics past `after_step` (a resumed run recomputes them), and any torn last line; the
+        TensorBoard events past it are purged when the writer opens."""
+        self._purge_step = after_step + 1
         if not self.metrics.is_file():
             return
         keep = []
@@ -176,3 +208,8 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         """The final summary."""
         atomic_write_json(self.summary, summary)
+
+
+def _wants_tensorboard(config: Any) -> bool:
+    train = config.get("train") if isinstance(config, dict) else None
+    return bool(train.get("tensorboard")) if isinstance(train, dict) else False

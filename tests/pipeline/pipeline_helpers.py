@@ -38,14 +38,26 @@ def env() -> dict:
     return e
 
 
-def start(args: list[str], *, torchrun: list[str] | None = None) -> subprocess.Popen:
-    """Start `launch/greedy.py ARGS` (under torchrun when given its options) in a new session."""
+def start(args: list[str], *, torchrun: list[str] | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Start `launch/greedy.py ARGS` (under torchrun when given its options) in a new session, in `cwd`."""
     if torchrun is None:
         cmd = [sys.executable, str(ROOT / "launch" / "greedy.py"), *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun, str(ROOT / "launch" / "greedy.py"), *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+
+
+def run_to_end(args: list[str], *, cwd: Path = ROOT, timeout: float = 120) -> str:
+    """Run `launch/greedy.py ARGS` to a successful end (bounded) and return its stdout; nothing is left behind."""
+    proc = start(args, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-3000:]
+        assert not tree(proc)
+    finally:
+        kill_session(proc)
+    return out
 
 
 def tree(proc: subprocess.Popen) -> list[psutil.Process]:

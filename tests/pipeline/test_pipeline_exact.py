@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, kill_session, pipeline_weights, start, tree
+from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, pipeline_weights, run_to_end
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
 
@@ -19,13 +19,7 @@ def _same_config(run_dir, reference_train: dict) -> None:
 def test_pipeline_equals_single_process(tmp_path, reference, transport):
     want_cfg, want = reference
     run_dir = tmp_path / "pipe"
-    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir)])
-    try:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-        assert not tree(proc)
-    finally:
-        kill_session(proc)
+    out = run_to_end([*RUN_ARGS, *transport, "--out", str(run_dir)])
     assert "test accuracy" in out
     _same_config(run_dir, want_cfg)
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
@@ -43,12 +37,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     from sedona_runtime.cli.greedy import main
 
     run_dir = tmp_path / "pipe"
-    proc = start([*RUN_ARGS, "--out", str(run_dir)])
-    try:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-    finally:
-        kill_session(proc)
+    run_to_end([*RUN_ARGS, "--out", str(run_dir)])
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     assert main(["--resume", "--out", str(run_dir)]) == 0
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before

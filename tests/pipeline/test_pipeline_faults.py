@@ -74,7 +74,7 @@ def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transpor
     run_dir = tmp_path / "run"
     # Long enough to be still training when the second run and Ctrl-C come (stopped long before the end).
     proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
-                  "--steps", "5000", "--checkpoint-interval", "50"])
+                  "--steps", "5000", "--checkpoint-interval", "20"])
     try:
         _wait_commit(proc, run_dir)
         assert len(_blocks(proc)) == 3

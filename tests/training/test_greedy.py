@@ -74,10 +74,13 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, sig, abrupt, 
     assert resumed["test"] == full["test"]
     assert resumed["best_val_error"] == full["best_val_error"]
     # The resumed metrics log has each step once (step 3 from the interrupted run was dropped and recomputed).
-    lines = [json.loads(s) for s in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(s) for s in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(s) for s in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
+    lines = [r for r in records if "loss" in r]
     assert [r["step"] for r in lines] == list(range(1, 7))
-    assert [r["loss"] for r in lines] == [r["loss"] for r in ref]
+    assert [r["loss"] for r in lines] == [r["loss"] for r in ref if "loss" in r]
+    # Validation records (every 2 steps and at the end) too: once each, with the same per-block errors.
+    assert [r for r in records if "val_top1_error" in r] == [r for r in ref if "val_top1_error" in r]
 
 
 def test_run_directory_contents(tmp_path):
@@ -87,9 +90,17 @@ def test_run_directory_contents(tmp_path):
     cfg = from_dict(TrainConfig, saved["train"])
     assert cfg.model.num_classes == 4 and cfg.model.in_channels == 3  # resolved from the data
     assert [b["last"] for b in saved["decoupling"]["blocks"]] == [2, 4, 6]
-    metrics = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = [r for r in records if "loss" in r]
     assert len(metrics) == 6 and all(len(m["loss"]) == 3 and m["samples_per_s"] > 0 for m in metrics)
     assert metrics[0]["lr"] > metrics[-1]["lr"]  # cosine decay
+    # Validation records every eval interval (2) and at the end, with every block's own head's errors.
+    vals = [r for r in records if "val_top1_error" in r]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    assert all(len(r["val_block_top1_error"]) == 3 and r["val_block_top1_error"][-1] == r["val_top1_error"]
+               for r in vals)
+    assert summary["val"]["block_top1_error"] == vals[-1]["val_block_top1_error"]
+    assert len(summary["test"]["block_top1_error"]) == 3
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert 0 <= summary["test"]["top1_error"] <= 1 and summary["test"]["ensemble_top1_error"] is not None
     assert len(summary["peak_memory_bytes"]) == 3 and min(summary["peak_memory_bytes"]) > 0
