@@ -56,6 +56,9 @@ def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input
     p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
     p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes that decode batches ahead (default: "
+                                                "0 for in-memory data sets, half the cores for ImageFolder and "
+                                                "data set functions); batches stay a function of (seed, step)")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision (CUDA)")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard event files to <out>/tensorboard (needs the tensorboard package)")
@@ -65,6 +68,7 @@ def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input
 _FIELDS = {
     "arch": ("model", "arch"), "width": ("model", "width"), "dataset": ("data", "dataset"),
     "data_dir": ("data", "data_dir"), "image_size": ("data", "image_size"), "augment": ("data", "augment"),
+    "workers": ("data", "workers"),
     "decoupling": (None, "decoupling"), "retarget": (None, "retarget"), "steps": (None, "steps"),
     "epochs": (None, "epochs"), "tensorboard": (None, "tensorboard"),
     "batch_size": (None, "batch_size"), "lr": (None, "lr"), "final_lr": (None, "final_lr"),

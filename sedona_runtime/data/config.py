@@ -38,6 +38,7 @@ class DataConfig:
     val_fraction: float = 0.1  # share of the training split held out for validation
     batch_size: int = 128
     augment: bool = True
+    workers: int | None = None  # DataLoader worker processes reading batches ahead (None: data.feeder default)
     seed: int = 0
     synthetic_size: int = 512  # synthetic: training samples (before the validation split)
     synthetic_classes: int = 10  # synthetic: number of classes
@@ -77,6 +78,8 @@ class DataConfig:
                     f"pass --dataset {', '.join(NEEDS_DATA_DIR[:-1])} or {NEEDS_DATA_DIR[-1]} with it")
             raise SedonaError(f"data.data_dir: --data-dir {self.data_dir} was given, but data set {self.dataset!r} "
                               f"reads no directory; {hint}, or leave out --data-dir")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
+            raise SedonaError(f"data.workers: must be a whole number >= 0, got {self.workers!r} (--workers)")
         if self.size < 8:
             raise SedonaError(f"data.image_size: must be at least 8, got {self.image_size}")
         if not isinstance(self.val_fraction, (int, float)) or not 0.0 <= self.val_fraction < 1.0:

@@ -22,6 +22,8 @@ class FolderImageDataset(ImageDataset):
     when resize_to = S). Training augmentation then works on these fixed-size tensors.
     """
 
+    decodes = True  # reading a batch decodes files: DataLoader workers pay (data.feeder)
+
     def __init__(self, samples: list[tuple[str, int]], classes: list[str], image_size: int, resize_to: int) -> None:
         from torchvision import transforms
 

@@ -25,6 +25,7 @@ class UserImageDataset(ImageDataset):
     """
 
     seeded_by_step = True
+    decodes = True  # reading a batch runs the user's code: DataLoader workers may pay (data.feeder)
 
     def __init__(self, dataset: Dataset, name: str, num_classes: int | None = None) -> None:
         self.dataset, self.name = dataset, name

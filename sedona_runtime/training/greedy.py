@@ -28,7 +28,7 @@ from sedona_runtime.utils.run_lock import RunLock
 log = logging.getLogger(__name__)
 
 # Fields that may differ between a run and its resumption without changing the computation.
-_RESUME_FREE = ("out_dir", "device", "log_interval")
+_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers")
 
 
 @dataclass
@@ -84,13 +84,24 @@ def make_stream(parts: RunParts):
     return BatchStream(parts.bundle.train, parts.cfg.batch_size, parts.cfg.seed, parts.bundle.augment)
 
 
+def data_workers(parts: RunParts) -> int:
+    """DataLoader worker processes that read batches ahead: --workers, else data.feeder.default_workers."""
+    from sedona_runtime.data.feeder import default_workers
+
+    w = parts.cfg.data.workers
+    return default_workers(parts.bundle.train) if w is None else w
+
+
 def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResult:
-    """Errors of the chained blocks on `dataset` (fixed order, no augmentation)."""
-    from sedona_runtime.data import eval_batches
+    """Errors of the chained blocks on `dataset` (fixed order, no augmentation, normalized on their device)."""
+    from sedona_runtime.data import Preprocess
+    from sedona_runtime.data.feeder import eval_batches_raw
 
     first = runners[0]
-    return evaluate(parts.blocks, eval_batches(dataset, parts.cfg.eval_batch_size), first.device, first.dtype,
-                    amp=first.amp)
+    pre = Preprocess(dataset.mean, dataset.std)
+    batches = ((pre(raw, first.device), raw.y)
+               for raw in eval_batches_raw(dataset, parts.cfg.eval_batch_size, data_workers(parts)))
+    return evaluate(parts.blocks, batches, first.device, first.dtype, amp=first.amp)
 
 
 
@@ -191,9 +202,16 @@ class GreedyTrainer:
         window = (self.train_s, self.step)  # throughput over train-step time only (validation excluded)
         losses = [math.nan] * k
         timings = [dict.fromkeys(("forward", "head", "backward", "optimizer"), 0.0) for _ in range(k)]
+        from sedona_runtime.data.feeder import train_batches
+
+        # Raw batches (read ahead by worker processes when they pay), scaled, augmented with their own
+        # draws and normalized on the first block's device: what the pipeline's block 1 does.
+        batches = train_batches(stream, self.step, until, data_workers(self.parts))
+        preprocess, device = stream.preprocess, self.runners[0].device
         while self.step < until:
             t0 = time.perf_counter()
-            x, y = stream.batch(self.step)
+            raw = next(batches)
+            x, y = preprocess(raw, device), raw.y
             lr = self.runners[0].lr
             for i, runner in enumerate(self.runners):
                 res = runner.train_step(x, y)

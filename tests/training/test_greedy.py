@@ -120,13 +120,15 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_non_finite_loss_names_block_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
-    original = BatchStream.batch
+    original = BatchStream.raw
 
     def poisoned(self, step):  # from global step index 4 (the 5th step) on, the inputs are NaN
-        x, y = original(self, step)
-        return (x * float("nan"), y) if step >= 4 else (x, y)
+        raw = original(self, step)
+        if step >= 4:  # float images are taken as they are (no scaling), so the NaN reaches the network
+            raw.x = raw.x.float() * float("nan")
+        return raw
 
-    monkeypatch.setattr(BatchStream, "batch", poisoned)
+    monkeypatch.setattr(BatchStream, "raw", poisoned)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as info:
         train(synthetic_cfg(out))
