@@ -55,6 +55,7 @@ def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
     p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
+    p.add_argument("--eval-batch-size", type=int, help="batch size of validation and test (default 256)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--workers", type=int, help="DataLoader worker processes that decode batches ahead (default: "
                                                 "0 for in-memory data sets, half the cores for ImageFolder and "
@@ -74,7 +75,8 @@ _FIELDS = {
     "batch_size": (None, "batch_size"), "lr": (None, "lr"), "final_lr": (None, "final_lr"),
     "weight_decay": (None, "weight_decay"), "optimizer": (None, "optimizer"),
     "label_smoothing": (None, "label_smoothing"), "eval_interval": (None, "eval_interval"),
-    "checkpoint_interval": (None, "checkpoint_interval"), "amp": (None, "amp"), "device": (None, "device"),
+    "checkpoint_interval": (None, "checkpoint_interval"), "eval_batch_size": (None, "eval_batch_size"),
+    "amp": (None, "amp"), "device": (None, "device"),
     "out": (None, "out_dir"),
 }
 

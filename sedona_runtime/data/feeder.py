@@ -1,12 +1,16 @@
-"""Raw batches for a range of steps, decoded ahead in DataLoader worker processes when that pays.
+"""Raw batches in the order a run needs them, decoded ahead in DataLoader worker processes when that pays.
 
-Every batch is still a pure function of (seed, step) (`BatchStream.raw`): workers only compute them
-ahead of time, in step order, so resume and the pipeline's exactness are unaffected by `workers`.
+A run reads a fixed sequence of batches: training steps, and evaluation rounds (validation, test) at
+fixed points between them. `read_ahead` takes that whole sequence (a list of Tasks) and yields its raw
+batches in order, computed by one pool of worker processes that lives for the whole run. Every batch
+is still a pure function of (seed, step) or (split, index): workers only compute them early, so resume
+and the pipeline's exactness do not depend on `workers`.
 """
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 from torch.utils.data import DataLoader, Dataset
 
@@ -15,6 +19,17 @@ from sedona_runtime.data.preprocess import RawBatch
 from sedona_runtime.data.stream import BatchStream, eval_batch_count, eval_raw_batch
 
 MAX_DEFAULT_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Task:
+    """One batch of a run: training step `step` (split "train"), or batch `index` of `count` of an
+    evaluation of `split` ("val" | "test") that follows training step `step`."""
+
+    split: str
+    step: int
+    index: int = 0
+    count: int = 1
 
 
 def decodes(dataset: ImageDataset) -> bool:
@@ -30,50 +45,55 @@ def default_workers(dataset: ImageDataset, cores: int | None = None) -> int:
     may use (at most 8): the other half stays with the block processes' own threads."""
     if not decodes(dataset):
         return 0
-    cores = cores if cores is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(MAX_DEFAULT_WORKERS, cores // 2))
 
 
-class _Steps(Dataset):
-    """Item i is the raw batch of step `start + i` (a DataLoader item is a whole batch)."""
-
-    def __init__(self, stream: BatchStream, start: int, end: int) -> None:
-        self.stream, self.start, self.end = stream, start, end
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-    def __getitem__(self, i: int) -> RawBatch:
-        return self.stream.raw(self.start + i)
+def eval_tasks(split: str, step: int, dataset: ImageDataset | None, batch_size: int) -> list[Task]:
+    """The tasks of one evaluation round of `dataset` after training step `step` (none for an empty split)."""
+    if dataset is None or len(dataset) == 0:
+        return []
+    count = eval_batch_count(dataset, batch_size)
+    return [Task(split, step, i, count) for i in range(count)]
 
 
-class _EvalBatches(Dataset):
-    """Item i is evaluation batch i of a split, as stored."""
+class _Tasks(Dataset):
+    """Item i is the raw batch of tasks[i] (a DataLoader item is a whole batch)."""
 
-    def __init__(self, dataset: ImageDataset, batch_size: int) -> None:
-        self.dataset, self.batch_size = dataset, batch_size
+    def __init__(self, tasks: Sequence[Task], stream: BatchStream | None, splits: dict[str, ImageDataset],
+                 eval_batch_size: int) -> None:
+        self.tasks, self.stream, self.splits, self.eval_batch_size = list(tasks), stream, splits, eval_batch_size
 
     def __len__(self) -> int:
-        return eval_batch_count(self.dataset, self.batch_size)
+        return len(self.tasks)
 
     def __getitem__(self, i: int) -> RawBatch:
-        return eval_raw_batch(self.dataset, self.batch_size, i)
+        t = self.tasks[i]
+        if t.split == "train":
+            return self.stream.raw(t.step)
+        return eval_raw_batch(self.splits[t.split], self.eval_batch_size, t.index)
 
 
-def _loader(items: Dataset, workers: int) -> Iterator[RawBatch]:
-    if workers <= 0:
+def read_ahead(tasks: Sequence[Task], *, stream: BatchStream | None = None,
+               splits: dict[str, ImageDataset] | None = None, eval_batch_size: int = 256,
+               workers: int = 0) -> Iterator[RawBatch]:
+    """The raw batches of `tasks`, in order; with `workers` > 0 computed ahead by that many processes
+    (started now, in the background, and kept for the whole sequence)."""
+    items = _Tasks(tasks, stream, splits or {}, eval_batch_size)
+    if workers <= 0 or len(items) == 0:
         return (items[i] for i in range(len(items)))
-    # spawn: the coordinator already runs RPC threads; forking a process with threads can deadlock.
+    # spawn: the pipeline's coordinator runs RPC threads, and forking a process with threads can deadlock.
     return iter(DataLoader(items, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2,
                            multiprocessing_context="spawn", persistent_workers=False))
 
 
 def train_batches(stream: BatchStream, start: int, end: int, workers: int = 0) -> Iterator[RawBatch]:
-    """The raw batches of steps start..end-1, in order (computed ahead by `workers` processes if > 0)."""
-    return _loader(_Steps(stream, start, end), workers)
+    """The raw batches of steps start..end-1, in order."""
+    return read_ahead([Task("train", s) for s in range(start, end)], stream=stream, workers=workers)
 
 
 def eval_batches_raw(dataset: ImageDataset, batch_size: int, workers: int = 0) -> Iterator[RawBatch]:
-    """Every sample of `dataset` once, in index order, as stored (computed ahead by `workers` processes)."""
-    return _loader(_EvalBatches(dataset, batch_size), workers)
+    """Every sample of `dataset` once, in index order, as stored."""
+    return read_ahead(eval_tasks("eval", 0, dataset, batch_size), splits={"eval": dataset},
+                      eval_batch_size=batch_size, workers=workers)

@@ -7,6 +7,9 @@ from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.utils.errors import SedonaError
 
 
+START_TIMEOUT_S = 120.0  # at least this long for the processes to start, join and build their blocks
+
+
 @dataclass
 class PipelineConfig:
     """The pipeline trains exactly `train` (same seed, data order and steps as the single-process trainer)."""
@@ -27,6 +30,12 @@ class PipelineConfig:
     device_maps: bool = False       # rpc: CUDA activations go GPU to GPU through TensorPipe device maps
                                     # (else through pinned host memory)
     iface: str | None = None        # network interface a multi-machine run listens on (one machine: loopback)
+
+    @property
+    def start_timeout(self) -> float:
+        """Bound on starting up (processes joining, building their block, loading a checkpoint): process
+        start-up is not a training step, so a short --timeout must not fail it."""
+        return max(self.timeout, START_TIMEOUT_S)
 
     def validate(self) -> None:
         checks = [

@@ -16,7 +16,7 @@ from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
-from sedona_runtime.pipeline.messages import Batch, Marker
+from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
 from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
                                               short)
@@ -27,10 +27,9 @@ from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.training.block import cosine_factor
 from sedona_runtime.training.display import Reporter, RunInfo
-from sedona_runtime.training.evaluate import EvalResult, evaluate
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
-from sedona_runtime.utils.io import atomic_torch_save, atomic_write_text
+from sedona_runtime.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +53,22 @@ class PipelineReporter(Reporter):
 
 
 class Coordinator:
-    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed).
+    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed; its
+    model may live on the meta device: the coordinator never uses it).
 
-    Evaluation gathers the weights rather than asking the blocks to evaluate: at each validation
-    point a 'snapshot' marker travels down the pipe and every block sends its weights at exactly that
-    step; the coordinator loads them into its own copy of the blocks (on the CPU: it holds no GPU
-    memory) and runs training.evaluate, the very code the single-process trainer runs, while the
-    blocks keep training. The test set is evaluated the same way on the final weights.
+    The coordinator feeds raw batches (as stored, with their augmentation draws) to block 1, which
+    preprocesses them on its device. Evaluation flows through the blocks: at each validation point a
+    'validate' marker and the validation batches travel down the pipe in order with the training
+    batches, so every block evaluates exactly the weights the single-process trainer has at that step;
+    each block reports its own head's logits and the coordinator only counts them (EvalRounds with the
+    trainer's ErrorCounter). The test split is evaluated the same way after the last step. The
+    coordinator holds no model, no weights and no GPU memory.
     """
 
     def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, meeting: Meeting, store,
                  reporter: PipelineReporter | None = None,
                  child_failure: Callable[[], tuple[int, str] | None] | None = None,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, workers: int = 0) -> None:
         self.pcfg, self.parts, self.run_dir = pcfg, parts, run_dir
         self.cfg = parts.cfg
         self.K = pcfg.blocks
@@ -75,13 +77,14 @@ class Coordinator:
         self.child_failure = child_failure or (lambda: None)
         self.notes = list(notes or [])
         self.timeout = pcfg.timeout
-        self.device = torch.device("cpu")  # the coordinator uses no GPU: its copy of the blocks evaluates on CPU
-        self.dtype = getattr(torch, self.cfg.dtype)
-        for b in parts.blocks:
-            b.to(self.device, self.dtype)
+        self.workers = workers
         self.best_val: float | None = None
         self.best_step: int | None = None
+        self.last_val = None          # EvalResult of the last validation
+        self.test = None              # EvalResult of the test split, after the last step
+        self.counted: dict[int, float] = {}   # validation step -> top-1 error, until its candidate is settled
         self.start_step = 0
+        self.fed = 0
         self.peers = [block_name(i) for i in range(1, self.K + 1)]
         self.transport = Transport(pcfg.transport, 0, self.K, depth=pcfg.queue_depth, window=pcfg.window,
                                    timeout=pcfg.timeout)
@@ -93,7 +96,7 @@ class Coordinator:
         atomic_write_text(self.run_dir.path / TOKEN, token)
         STATE.broker = broker = SetupBroker(self.K, {
             "train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
-            "resume_step": self.start_step or None,
+            "resume_step": self.start_step or None, "preprocess": self.preprocess,
             "token": {"path": str(Path(self.run_dir.path).resolve() / TOKEN), "value": token}})
         self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
         self.collector = Collector(self.inbox, self.K)
@@ -112,22 +115,26 @@ class Coordinator:
         # Joining is a barrier over all processes; a block that dies before joining would leave it
         # waiting forever, so the join runs aside while the launched processes are watched.
         threading.Thread(target=_init, name="rpc-init", daemon=True).start()
-        self._wait(done, f"the {self.world_size - 1} block processes did not join within {self.timeout:.0f}s")
+        start = self.pcfg.start_timeout
+        self._wait(done.is_set, f"the {self.world_size - 1} block processes did not join within {start:.0f}s", start)
         if err:
             raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
         self.collector.start()
         self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
-        self._wait(broker.complete, f"not every block registered within {self.timeout:.0f}s")
+        self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
         for line in sharing_notes(broker.setup["placements"]):
             self.reporter.note(line)
         self._check()  # a block that cannot see the run directory says so before the group forms
         self.transport.connect(broker.setup["placements"], self.store)
         self.out = self.transport.output
+        self._wait(lambda: len(self.collector.ready) == self.K,
+                   f"not every block was built and connected within {start:.0f}s", start)
 
-    def _wait(self, event: threading.Event, timeout_message: str) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not event.wait(0.1):
+    def _wait(self, done: Callable[[], bool], timeout_message: str, timeout: float) -> None:
+        """Wait for `done()` while watching the launched processes, the blocks' reports and the stop signal."""
+        deadline = time.monotonic() + timeout
+        while not done():
             why = self.child_failure()
             if why:
                 raise PipelineFailed(why[1])
@@ -137,6 +144,7 @@ class Coordinator:
                 raise PipelineFailed(STOP.reason)
             if time.monotonic() > deadline:
                 raise PipelineFailed(timeout_message)
+            time.sleep(0.05)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, stream) -> dict:
@@ -156,9 +164,11 @@ class Coordinator:
         # block and committed before the run ends. A second one aborts at once.
         with deferred_stop(self._stop_requested) as stop:
             try:
+                plan = self.plan()
+                batches = self.read_ahead(stream, plan)
                 self.connect()
                 connected = True
-                last = self.feed(stream, stop)
+                last = self.feed(plan, batches, stop)
                 self.drain(last)
             except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
                 why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
@@ -211,28 +221,66 @@ class Coordinator:
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
 
-    def feed(self, stream, stop: StopRequest | None = None) -> int:
-        """Feed every step (or, once `stop` was requested, stop at a step boundary); the last step fed.
+    @property
+    def preprocess(self):
+        """What block 1 applies to the raw batches it gets (data.Preprocess: scaling, augmentation, norm)."""
+        from sedona_runtime.data import Preprocess
 
-        The feed ends with a checkpoint marker for that step, so the run always ends on a committed
-        checkpoint, interrupted or not.
+        train = self.parts.bundle.train
+        return Preprocess(train.mean, train.std, self.parts.bundle.augment)
+
+    def plan(self) -> list:
+        """Every batch the run feeds, in order (data.feeder.Task): the training steps, with the validation
+        rounds at the single-process trainer's points, then the final validation and the test round."""
+        from sedona_runtime.data.feeder import Task, eval_tasks
+
+        cfg, total, bundle = self.cfg, self.cfg.steps, self.parts.bundle
+        tasks = []
+        for step in range(self.start_step, total):
+            tasks.append(Task("train", step))
+            s = step + 1
+            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
+                tasks += eval_tasks("val", s, bundle.val, cfg.eval_batch_size)
+        return (tasks + eval_tasks("val", total, bundle.val, cfg.eval_batch_size)
+                + eval_tasks("test", total, bundle.test, cfg.eval_batch_size))
+
+    def read_ahead(self, stream, plan: list):
+        """The plan's raw batches, decoded ahead by `workers` processes that start now (while blocks start)."""
+        from sedona_runtime.data.feeder import read_ahead
+
+        bundle = self.parts.bundle
+        return read_ahead(plan, stream=stream, splits={"val": bundle.val, "test": bundle.test},
+                          eval_batch_size=self.cfg.eval_batch_size, workers=self.workers)
+
+    def feed(self, plan: list, batches, stop: StopRequest | None = None) -> int:
+        """Feed the plan (or, once `stop` was requested, stop at a step boundary); the last step fed.
+
+        Batches leave raw (uint8 as stored, with their augmentation draws). A validation round starts
+        with a 'validate' marker; a checkpoint marker follows a step's validation, as in the trainer.
+        The feed ends with a checkpoint marker for the last step fed, so the run always ends on a
+        committed checkpoint, interrupted or not.
         """
         cfg, total = self.cfg, self.cfg.steps
         self.fed = self.start_step
-        saved = None
-        for step in range(self.start_step, total):
-            if stop is not None and stop.is_set():
-                break
-            self._check()
-            x, y = stream.batch(step)
-            self.out.put(Batch(step, x, y), self.timeout)
-            s = self.fed = step + 1
-            # Same points as the single-process trainer: validate, then checkpoint, both before the last step.
-            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
-                self.out.put(Marker("snapshot", s), self.timeout)
-            if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
-                self.out.put(Marker("checkpoint", s), self.timeout)
-                saved = s
+        saved = pending = None
+        for task, raw in zip(plan, batches):
+            if task.split == "train":
+                if pending is not None:  # the checkpoint of the step before (after its validation)
+                    self.out.put(Marker("checkpoint", pending), self.timeout)
+                    saved, pending = pending, None
+                if stop is not None and stop.is_set():
+                    break
+                self._check()
+                self.out.put(Batch(task.step, raw.x, raw.y, raw.draws, raw=True), self.timeout)
+                s = self.fed = task.step + 1
+                if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
+                    pending = s
+            else:
+                if task.split == "val" and task.index == 0:
+                    self.out.put(Marker("validate", task.step), self.timeout)
+                self.out.put(EvalBatch(task.split, task.step, task.index, task.count, raw.x, raw.y, raw=True),
+                             self.timeout)
+                self._check()
             self.service()
         if saved != self.fed or self.fed == total:
             self.out.put(Marker("checkpoint", self.fed), self.timeout)
@@ -240,18 +288,20 @@ class Coordinator:
         return self.fed
 
     def drain(self, last: int) -> None:
-        """Wait (bounded) for every block's final weights and the checkpoint of step `last`; release the blocks."""
-        deadline = time.monotonic() + self.timeout
+        """Wait (bounded) for every block's end, the checkpoint of step `last` and every evaluation round;
+        release the blocks."""
+        c = self.collector
         while True:
             self._check()
             self.service()
-            with self.collector.lock:
-                if len(self.collector.finals) == self.K and not self.collector.saved.get(last, set()) ^ set(
-                        range(1, self.K + 1)):
+            with c.lock:
+                if (len(c.finals) == self.K and not c.saved.get(last, set()) ^ set(range(1, self.K + 1))
+                        and not c.rounds.busy() and not self.counted):
                     break
-                self.collector.lock.wait(0.05)
-            if time.monotonic() > deadline:
-                raise PipelineFailed(f"blocks did not finish within {self.timeout:.0f}s")
+                c.lock.wait(0.05)
+                silent = time.monotonic() - c.last_report
+            if silent > self.timeout:  # bounded by progress: the last evaluation rounds may take long
+                raise PipelineFailed(f"the blocks reported nothing for {self.timeout:.0f}s while finishing")
         self.service()
         self.commit(last)
         self.watchdog.stop()
@@ -265,10 +315,20 @@ class Coordinator:
     # -- periodic work on the coordinator thread ----------------------------------------------------
     def service(self) -> None:
         c = self.collector
-        for step in sorted(c.snapshots):
-            states = c.pop_complete(c.snapshots, step)
-            if states is not None:
-                self.validate(step, states)
+        with c.lock:
+            finished = c.rounds.pop_done()
+        for split, step, result in finished:
+            if split == "val":
+                self.validated(step, result)
+            else:
+                self.test = result
+        for step in sorted(self.counted):  # a counted validation whose blocks all wrote their weights
+            if c.pop_complete(c.candidates, step) is not None:
+                err = self.counted.pop(step)
+                if step == self.best_step:
+                    ckpt.promote_best(self.run_dir.checkpoints, step, self.K, err)
+                else:
+                    ckpt.drop_candidate(self.run_dir.checkpoints, step)
         for step in sorted(c.saved):
             if step != self.fed and c.pop_complete(c.saved, step) is not None:
                 self.commit(step)
@@ -289,37 +349,26 @@ class Coordinator:
                           "blocks": ordered})
         self.reporter.blocks(self.fed, cfg.steps, dict(self.collector.metrics))
 
-    def _load(self, states: dict[int, dict]) -> None:
-        for i, block in enumerate(self.parts.blocks, start=1):
-            block.load_state_dict(states[i])
+    def validated(self, step: int, result) -> None:
+        """A validation round is counted: log it, track the best (its weights are promoted once written)."""
+        from sedona_runtime.training.evaluate import eval_record
 
-    def evaluate(self, dataset) -> EvalResult:
-        from sedona_runtime.data import eval_batches
-
-        return evaluate(self.parts.blocks, eval_batches(dataset, self.cfg.eval_batch_size), self.device, self.dtype)
-
-    def validate(self, step: int, states: dict[int, dict]) -> float | None:
-        """Validation error of the weights at `step`; best.pt like the single-process trainer's."""
-        val = self.parts.bundle.val
-        if val is None or len(val) == 0:
-            return None
-        self._load(states)
-        err = self.evaluate(val).top1_error
-        self.run_dir.log({"step": step, "val_top1_error": err})
+        self.last_val = result
+        err = result.top1_error
+        self.run_dir.log({"step": step, **eval_record(result, "val")})
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, step
-            atomic_torch_save(self.run_dir.best_weights, {"step": step, "val_error": err,
-                                                          "blocks": [b.state_dict() for b in self.parts.blocks]})
+        self.counted[step] = err
         self.reporter.validated(step, err, self.best_val)
-        return err
 
     def finish(self, wall: float) -> dict:
         c, total, cfg = self.collector, self.cfg.steps, self.cfg
         bad = {i: s for i, s in c.final_steps.items() if s != total}
         if bad:
             raise PipelineFailed(f"blocks ended at steps {bad}, expected {total}")
-        self.validate(total, c.finals)
-        test = self.evaluate(self.parts.bundle.test)
+        if self.test is None:
+            raise PipelineFailed("the test evaluation did not complete")
+        test = self.test
         stats = [c.metrics.get(i, {}) for i in range(1, self.K + 1)]
         train_s = max((s.get("total_busy_s", 0.0) + s.get("total_wait_in_s", 0.0) for s in stats), default=0.0)
         summary = {
@@ -342,6 +391,8 @@ class Coordinator:
                          "window": self.pcfg.window, "world_size": self.world_size,
                          "resumed_from": self.start_step or None},
         }
+        if self.last_val is not None:
+            summary["val"] = dataclasses.asdict(self.last_val)
         if c.timelines:
             summary["pipeline"]["timeline"] = {str(i): [list(x) for x in c.timelines[i]] for i in sorted(c.timelines)}
         self.run_dir.write_summary(summary)

@@ -161,7 +161,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     # directory (another live run holds it, a finished run asked to resume), data, decoupling, the
     # queues' memory, the port.
     run.check(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit)
-    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"))
+    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True)  # the coordinator holds no weights
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
@@ -195,14 +195,15 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
 def _coordinate(pcfg: PipelineConfig, parts, run, record: dict | None, meeting: Meeting, listener, world: World,
                 places: list[Placement], reporter: PipelineReporter | None) -> dict:
     """Start the self-launched blocks (`places`; none under torchrun) and drive the run; always reap them."""
-    from sedona_runtime.training.greedy import make_stream
+    from sedona_runtime.training.greedy import data_workers, make_stream
 
     children = Children()
     ok = False
     try:
         store = (rendezvous.serve_store(listener, pcfg.blocks + 1, pcfg.timeout) if listener is not None
                  else rendezvous.env_store(0, world.size, pcfg.timeout))
-        coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, meeting, store, reporter, children.failure)
+        coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, meeting, store, reporter, children.failure,
+                            workers=data_workers(parts))
         if record is not None:
             coord.start_step = int(record["step"])
             coord.best_val, coord.best_step = record.get("best_val"), record.get("best_step")

@@ -16,6 +16,7 @@ import torch
 
 from sedona_runtime.pipeline import p2p_group
 from sedona_runtime.pipeline.channel import RecvChannel, SendChannel
+from sedona_runtime.pipeline.config import START_TIMEOUT_S
 from sedona_runtime.pipeline.p2p_channel import Edge, P2pRecvChannel, P2pSendChannel
 from sedona_runtime.pipeline.protocol import COORDINATOR, INPUT_QUEUE, block_name
 from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel
@@ -58,7 +59,7 @@ class Transport:
                 self.output = RpcSendChannel(block_name(nxt), INPUT_QUEUE, self.window, device_map=direct)
             return
         nccl = p2p_group.nccl_edges(placements, self.K)
-        groups = p2p_group.join(store, self.rank, self.K + 1, 2 * self.timeout, nccl)
+        groups = p2p_group.join(store, self.rank, self.K + 1, max(2 * self.timeout, START_TIMEOUT_S), nccl)
         self._joined = True
         if self.rank > 0:
             edge = (self.rank - 1, self.rank)

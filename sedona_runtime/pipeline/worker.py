@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 import torch.distributed.rpc as rpc
 
+from sedona_runtime.data.preprocess import RawBatch
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.affinity import pin
 from sedona_runtime.pipeline.channel import Aborted, ChannelError, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.config import PipelineConfig
-from sedona_runtime.pipeline.messages import Batch, Marker, Report
+from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
 from sedona_runtime.pipeline.placement import Placement
 from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, block_name, rpc_setup, short
@@ -27,11 +28,6 @@ from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.utils.errors import SedonaError
 
 log = logging.getLogger(__name__)
-
-
-def _cpu_state(module_state: dict) -> dict:
-    # Cloned: the optimizer updates the weights in place while the transport may still be sending them.
-    return {k: v.detach().to("cpu", copy=True) for k, v in module_state.items()}
 
 
 class Stage:
@@ -58,15 +54,15 @@ class Stage:
 
     def connect(self) -> None:
         """Join the group, register with the coordinator, get the run's setup, open the activation channels."""
-        self.store = open_store(self.meeting, self.index, self.world_size, self.timeout)
+        start = self.pcfg.start_timeout
+        self.store = open_store(self.meeting, self.index, self.world_size, start)
         start_rpc(block_name(self.index), self.index, self.world_size, init_method_for(self.store),
-                  device=self.device, device_maps=self.device_maps, timeout=self.timeout)
+                  device=self.device, device_maps=self.device_maps, timeout=start)
         self.reports = RpcSendChannel(COORDINATOR, INBOX, window=4)
         self.watchdog = Watchdog([COORDINATOR], lambda peer, why: STOP.set(why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
         info = {"host": socket.gethostname(), "device": str(self.device), "cores": self.place.cores}
-        self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.index, info), timeout=self.timeout)
-        self.transport.connect(self.setup["placements"], self.store)
+        self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.index, info), timeout=start)
 
     def build(self) -> None:
         """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
@@ -80,6 +76,7 @@ class Stage:
         # and keeps its own block: identical initial weights with nothing to ship.
         blocks = build_model_blocks(cfg, self.setup["input_shape"])
         self.runner = BlockRunner(blocks[self.index - 1], cfg, self.device)
+        self.preprocess = self.setup["preprocess"]  # block 1 turns the coordinator's raw batches into input
         self.memory_kind = memory_kind(self.device)
         self.checkpoints = RunDir(cfg.out_dir).checkpoints
         self.log_every = max(1, cfg.log_interval)
@@ -113,17 +110,20 @@ class Stage:
         log_every = self.log_every
         spans: list[tuple[int, float, float]] | None = [] if self.pcfg.timeline else None
         inbox, out = self.transport.input, self.transport.output
+        wait = self.pcfg.start_timeout  # the first item may wait for the others to start (data workers too)
         while True:
             t0 = time.perf_counter()
             depth = inbox.qsize()
             try:
-                item = inbox.get(self.timeout)
+                item = inbox.get(wait)
             except EndOfStream:
                 break
+            wait = self.timeout
             meter.waited_in(time.perf_counter() - t0, depth)
             if isinstance(item, Batch):
                 t1, w1 = time.perf_counter(), time.time()
-                res = self.runner.train_step(item.x, item.y)
+                x = self._input(item.x, item.y, item.draws) if item.raw else item.x
+                res = self.runner.train_step(x, item.y)
                 host = time.perf_counter() - t1
                 meter.trained(res.device_s if res.device_s is not None else host, res.loss_tensor,
                               int(item.y.shape[0]), self.runner.step, res.timings, res.timed_steps)
@@ -136,6 +136,8 @@ class Stage:
                     meter.waited_out(out.last_wait_s, max(0.0, put_s - out.last_wait_s))
                 if self.runner.step % log_every == 0:
                     self._report_metrics(meter)
+            elif isinstance(item, EvalBatch):
+                self.on_eval(item)
             elif isinstance(item, Marker):
                 self.on_marker(item)
         if self.runner.step % log_every:  # the last interval, unless it was just reported
@@ -143,9 +145,23 @@ class Stage:
         self.runner.check_finite()
         if out is not None:
             out.close(self.timeout)
-        self.report("final", self.runner.step, _cpu_state(self.runner.block.state_dict()),
-                    **({"timeline": spans} if spans is not None else {}))
+        self.report("final", self.runner.step, None, **({"timeline": spans} if spans is not None else {}))
         self.reports.flush(self.timeout)
+
+    def _input(self, x, y, draws=None):
+        """Block 1: a raw batch from the coordinator (uint8) preprocessed on this block's device."""
+        return self.preprocess(RawBatch(x, y, draws), self.device)
+
+    def on_eval(self, item: EvalBatch) -> None:
+        """Evaluate this block on one batch: report its head's logits, pass its features on."""
+        x = self._input(item.x, item.y) if item.raw else item.x
+        feats, logits = self.runner.eval_step(x)
+        data = {"split": item.split, "index": item.index, "count": item.count, "logits": logits,
+                "y": item.y if self.is_last else None}
+        self.report("logits", item.step, data)
+        if self.transport.output is not None:
+            self.transport.output.put(EvalBatch(item.split, item.step, item.index, item.count, feats, item.y),
+                                      self.timeout)
 
     def _report_metrics(self, meter: BlockMeter) -> None:
         self.runner.check_finite()  # reading the loss synchronises anyway: check every step since the last
@@ -161,8 +177,9 @@ class Stage:
                 raise RuntimeError(f"weight {bad!r} is not finite at step {marker.step}; checkpoint refused")
             ckpt.save_block(self.checkpoints, marker.step, self.index, self.runner.state_dict())
             self.report("saved", marker.step)
-        elif marker.kind == "snapshot":
-            self.report("snapshot", marker.step, _cpu_state(self.runner.block.state_dict()))
+        elif marker.kind == "validate":
+            ckpt.save_candidate(self.checkpoints, marker.step, self.index, self.runner.block.state_dict())
+            self.report("candidate", marker.step)
         if self.transport.output is not None:
             self.transport.output.put(marker, self.timeout)
 
@@ -174,6 +191,10 @@ class Stage:
             self.connect()
             connected = True
             self.build()
+            # Built (and resumed): open the activation channels (p2p: a barrier over every process), then
+            # tell the coordinator, which feeds once every block is ready.
+            self.transport.connect(self.setup["placements"], self.store)
+            self.report("ready", self.runner.step)
             self.loop()
             STOP.wait_for(STATE.release.is_set, self.timeout, "the coordinator to release this block")
             self.watchdog.stop()

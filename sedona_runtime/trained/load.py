@@ -53,8 +53,9 @@ def _load(path: Path) -> Any:
 def block_states(run_dir: Path, weights: str) -> tuple[list[dict], int, float | None, str]:
     """(each block's weights, their step, best.pt's val error or None, the weights actually used).
 
-    best: checkpoints/best.pt (both trainers write it at every new best validation error; a run without a
-    validation split has none, and then the last weights are used). last: the single-process trainer's
+    best: checkpoints/best.pt (the single-process trainer writes it at every new best validation error) or
+    checkpoints/best.json naming the pipeline blocks' files of their best validation step; a run without
+    a validation split has none, and then the last weights are used. last: the single-process trainer's
     checkpoints/last.pt, or the pipeline's committed checkpoint (checkpoints/pipeline.json naming
     checkpoints/blocks/step_<S>/block<i>.pt).
     """
@@ -65,6 +66,9 @@ def block_states(run_dir: Path, weights: str) -> tuple[list[dict], int, float | 
         raise SedonaError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     checkpoints = run_dir / "checkpoints"
     best = checkpoints / "best.pt"
+    if weights == "best" and (checkpoints / pipeline_ckpt.BEST).is_file():  # the pipeline's blocks wrote it
+        states, step, val_error = pipeline_ckpt.best_weights(checkpoints)
+        return [dict(s) for s in states], step, val_error, "best"
     if weights == "best" and best.is_file():
         payload = _load(best)
         if not isinstance(payload, dict) or "blocks" not in payload:

@@ -222,6 +222,23 @@ class BlockRunner:
         return StepResult(out=feats.detach(), loss_tensor=loss.detach(), timings=timings, timed_steps=steps,
                           device_s=device_s, ready=ready)
 
+    @torch.no_grad()
+    def eval_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, head logits) of the block in eval mode on its current weights, as training.evaluate
+        computes them: x (N, C, H, W) in, features out for the next block, float32 (N, classes) logits
+        of this block's own head (the last block's: the classifier). The training mode is restored."""
+        block = self.block
+        mode = block.training
+        block.eval()
+        try:
+            x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                feats = block(x)
+                logits = block.head(feats).float()
+        finally:
+            block.train(mode)
+        return feats, logits
+
     def _check_loss(self, loss: torch.Tensor) -> None:
         if self.device.type != "cuda":
             value = float(loss.detach())

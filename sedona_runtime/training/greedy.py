@@ -1,6 +1,7 @@
 """The single-process greedy block-wise trainer: the reference every other execution mode is checked against."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -43,15 +44,14 @@ class RunParts:
     device: torch.device
 
 
-def build_parts(cfg: TrainConfig) -> RunParts:
+def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
     """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
 
     `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
+    `meta`: build the model and heads on the meta device (shapes, no weights, no memory): what the
+    pipeline's coordinator needs, which never runs the network.
     """
     from sedona_runtime.data import build_data
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model, list_models
-    from sedona_runtime.models.layered import check_output
     from sedona_runtime.training.config import resolve_epochs
 
     device = resolve_device(cfg.device)
@@ -67,6 +67,16 @@ def build_parts(cfg: TrainConfig) -> RunParts:
         data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
     cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
     torch.manual_seed(cfg.seed)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        return _build_network(cfg, model_cfg, bundle, device)
+
+
+def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device) -> RunParts:
+    """The model (checked against the data when it is a user's), its decoupling and its blocks."""
+    from sedona_runtime.heads import head_width_for
+    from sedona_runtime.models import build_model, list_models
+    from sedona_runtime.models.layered import check_output
+
     model = build_model(model_cfg)
     if model_cfg.arch not in list_models():  # a user's network: check that it fits the data before training
         with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw

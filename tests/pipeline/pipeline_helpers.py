@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = 30
 CKPT = 6
 RUN_ARGS = ["--blocks", "3", "--decoupling", "dgl:3", "--arch", "small", "--width", "0.5", "--dataset", "digits",
-            "--image-size", "16", "--batch-size", "32", "--steps", str(STEPS), "--eval-interval", "0",
+            "--image-size", "16", "--batch-size", "32", "--steps", str(STEPS), "--eval-interval", "10",
             "--checkpoint-interval", str(CKPT), "--threads", "1", "--plain", "--timeout", "60", "--devices", "cpu"]
 
 
