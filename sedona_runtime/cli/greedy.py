@@ -26,12 +26,7 @@ from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
 from sedona_runtime.training.display import RunInfo
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.imports import is_import_path
 
-# Defaults that make the README's main job (ResNet-152, K = 4, embedded digits) finish in a few
-# minutes on a 2-core machine; every one can be overridden.
-DEMO_WIDTH = 0.25
-DEMO_IMAGE_SIZE = 8  # the digits are 8x8: no upscaling
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,8 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=MODEL_HELP + "; the block processes import it too")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
-    add_training_options(p, image_size=f"input resolution (default {DEMO_IMAGE_SIZE} on digits, 64 on imagefolder, else 32)",
-                         width=f"channel width multiplier (default {DEMO_WIDTH} on digits, else 1)")
+    add_training_options(p)
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
@@ -104,10 +98,6 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
             raise SedonaError(f"{' and '.join(missing)} required (or --resume --out DIR to continue a run)")
         if args.arch is None:
             args.arch = _default_arch(args.decoupling)
-        if (args.dataset or "digits") == "digits":
-            if not is_import_path(args.arch):  # a user's network is taken as it is
-                args.width = DEMO_WIDTH if args.width is None else args.width
-            args.image_size = DEMO_IMAGE_SIZE if args.image_size is None else args.image_size
         if args.out is None:
             dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
             args.out = str(Path("runs") / f"{run_name(args.dataset or 'digits')}_{run_name(args.arch)}_{dec}_pipeline")

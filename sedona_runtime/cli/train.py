@@ -37,8 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32; imagefolder 64)",
-                         width: str = "channel width multiplier (default 1.0)") -> None:
+def add_training_options(p: argparse.ArgumentParser, *,
+                         image_size: str = "input resolution (default: the embedded digits as stored, 8, or the "
+                                           "smallest the network accepts (32 for VGG-19); imagefolder 64; else 32)",
+                         width: str = "channel width multiplier (default 0.25 on the embedded digits, else 1.0)") -> None:
     """The data and optimisation options of a training run (this CLI and the pipelined one share them)."""
     p.add_argument("--dataset", type=dataset_option, help=DATASET_HELP)
     p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder; passed to a data set "

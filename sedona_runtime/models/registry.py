@@ -1,6 +1,7 @@
 """Model configuration and the name -> builder registry of the layered model zoo."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -22,7 +23,7 @@ class ModelConfig:
     arch: str = "small"
     num_classes: int = 10
     stem: str = "cifar"  # "cifar" | "tiny_imagenet" | "imagenet"
-    width: float = 1.0  # channel width multiplier
+    width: float | None = None  # channel width multiplier; None: the data set's default (training.config), 1.0
     in_channels: int = 3
     # For an import path: the directory put on sys.path before importing it (utils.imports.import_root), so
     # that block processes and later commands started from another directory import the same module.
@@ -66,11 +67,12 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise SedonaError(f"model.stem: unknown stem {cfg.stem!r} (known: {', '.join(STEMS)})")
     if not isinstance(cfg.num_classes, int) or isinstance(cfg.num_classes, bool) or cfg.num_classes < 1:
         raise SedonaError(f"model.num_classes: must be a positive integer, got {cfg.num_classes!r}")
-    if not isinstance(cfg.width, (int, float)) or isinstance(cfg.width, bool) or not 0 < cfg.width <= 16:
+    if cfg.width is not None and (not isinstance(cfg.width, (int, float)) or isinstance(cfg.width, bool)
+                                  or not 0 < cfg.width <= 16):
         raise SedonaError(f"model.width: must be a number in (0, 16], got {cfg.width!r}")
     if not isinstance(cfg.in_channels, int) or isinstance(cfg.in_channels, bool) or cfg.in_channels < 1:
         raise SedonaError(f"model.in_channels: must be a positive integer, got {cfg.in_channels!r}")
-    if user and cfg.width != 1.0:
+    if user and cfg.width not in (None, 1.0):
         raise SedonaError(f"model.width: applies to the built-in architectures only; {cfg.arch} is taken as it is "
                           f"(got width {cfg.width!r})")
 
@@ -83,6 +85,8 @@ def build_model(cfg: ModelConfig) -> "LayeredNet":
         from sedona_runtime.models.wrap import build_user_model
 
         return build_user_model(cfg.arch, cfg.num_classes, cfg.import_root)
+    if cfg.width is None:  # unset: the full width
+        cfg = dataclasses.replace(cfg, width=1.0)
     return _MODELS[cfg.arch](cfg)
 
 

@@ -26,7 +26,7 @@ from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc
 from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.training.block import cosine_factor
-from sedona_runtime.training.display import Reporter, RunInfo
+from sedona_runtime.training.display import Reporter, RunInfo, network_line
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import atomic_write_text
@@ -151,7 +151,8 @@ class Coordinator:
         """Train to the end (or fail with PipelineFailed naming the block); returns the summary."""
         t_start = time.perf_counter()
         connected = False
-        notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
+        notes = ([network_line(self.cfg, self.parts.bundle.input_shape)]
+                 + [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes)
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     f"{self.K} processes ({self.pcfg.transport} transport)", notes))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one

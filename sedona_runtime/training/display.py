@@ -49,3 +49,9 @@ class Reporter:
 
     def close(self) -> None:
         """Release the screen (also called when training fails)."""
+
+
+def network_line(cfg, input_shape: tuple[int, ...]) -> str:
+    """What the run trains, as resolved: 'network: resnet152 at width 0.25, input 3x8x8'."""
+    width = "" if cfg.model.width is None else f" at width {cfg.model.width:g}"
+    return f"network: {cfg.model.arch}{width}, input {'x'.join(str(int(d)) for d in input_shape)}"

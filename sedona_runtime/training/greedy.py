@@ -16,7 +16,7 @@ from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossErro
                                            memory_kind)
 from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from sedona_runtime.training.config import TrainConfig, resolve_defaults
-from sedona_runtime.training.display import Progress, Reporter, RunInfo
+from sedona_runtime.training.display import Progress, Reporter, RunInfo, network_line
 from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.run_dir import RunDir
@@ -265,7 +265,8 @@ class GreedyTrainer:
             self.setup(resume=resume, overwrite=overwrite)
             parts = self.parts
             self.reporter.start(RunInfo([b.name for b in parts.blocks], self.cfg.steps, self.step, str(parts.device),
-                                        [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
+                                        [network_line(self.cfg, parts.bundle.input_shape)]
+                                        + [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
             until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
             with deferred_stop(lambda req: self.reporter.stopping(self.step + 1, req.name)) as stop:
                 try:
