@@ -240,8 +240,11 @@ def print_summary(console: Console, summary: dict, out: str) -> None:
                       f"top-5 error {test['ensemble_top5_error']:.2%}")
     peaks = summary.get("peak_memory_bytes") or []
     if peaks:
+        reserved = summary.get("peak_reserved_bytes") or []
+        held = (f" (CUDA cache reserved: {' / '.join(fmt_mib(b) for b in reserved)})"
+                if any(reserved) else "")  # what the caching allocator holds beside what tensors use
         console.print(f"{memory_label(summary.get('peak_memory_kind', ''))} per block: "
-                      + " / ".join(fmt_mib(b) for b in peaks), highlight=False)
+                      + " / ".join(fmt_mib(b) for b in peaks) + held, highlight=False)
     best = summary.get("best_val_error")
     best_txt = f"best val error {best:.2%} (step {summary['best_val_step']}), " if best is not None else ""
     console.print(f"{best_txt}wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "
