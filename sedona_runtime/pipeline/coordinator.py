@@ -103,10 +103,12 @@ class Coordinator:
         use_interface(self.meeting.iface)
         done, err = threading.Event(), []
 
+        start = self.pcfg.start_timeout
+
         def _init() -> None:
             try:
                 start_rpc(COORDINATOR, 0, self.world_size, init_method_for(self.store), device=torch.device("cpu"),
-                          timeout=self.timeout)
+                          timeout=start)
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 err.append(exc)
             finally:
@@ -115,7 +117,6 @@ class Coordinator:
         # Joining is a barrier over all processes; a block that dies before joining would leave it
         # waiting forever, so the join runs aside while the launched processes are watched.
         threading.Thread(target=_init, name="rpc-init", daemon=True).start()
-        start = self.pcfg.start_timeout
         self._wait(done.is_set, f"the {self.world_size - 1} block processes did not join within {start:.0f}s", start)
         if err:
             raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
@@ -125,11 +126,12 @@ class Coordinator:
         self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
         for line in sharing_notes(broker.setup["placements"]):
             self.reporter.note(line)
-        self._check()  # a block that cannot see the run directory says so before the group forms
+        # Building the blocks (and loading a resumed checkpoint) can fail: watch for that before the
+        # p2p transport's barrier, which would only time out.
+        self._wait(lambda: len(self.collector.ready) == self.K, f"not every block was built within {start:.0f}s",
+                   start)
         self.transport.connect(broker.setup["placements"], self.store)
         self.out = self.transport.output
-        self._wait(lambda: len(self.collector.ready) == self.K,
-                   f"not every block was built and connected within {start:.0f}s", start)
 
     def _wait(self, done: Callable[[], bool], timeout_message: str, timeout: float) -> None:
         """Wait for `done()` while watching the launched processes, the blocks' reports and the stop signal."""
@@ -156,9 +158,9 @@ class Coordinator:
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     f"{self.K} processes ({self.pcfg.transport} transport)", notes))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
-        # While the blocks train, they own the cores. The coordinator's work (batch assembly,
-        # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
-        # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
+        # While the blocks train, they own the cores. The coordinator's work (reading batches, counting
+        # logits) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and, measured
+        # on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         # The first Ctrl-C / SIGTERM stops the feed at a step boundary; that step is checkpointed by every
@@ -181,7 +183,7 @@ class Coordinator:
                 self._abort(exc)
                 raise
             finally:
-                torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
+                torch.set_num_threads(threads)  # the caller's setting again
                 if getattr(self, "inbox", None) is not None:
                     self.inbox.close()  # free the queue name: the registry is per process, not per run
                 STATE.reset()
@@ -193,8 +195,8 @@ class Coordinator:
         return self.finish(wall)
 
     def _stop_requested(self, request: StopRequest) -> None:
-        self.reporter.note(f"{request.name}: stopping after step {getattr(self, 'fed', self.start_step)} and "
-                           "committing a checkpoint there (a second Ctrl-C stops at once, without it)")
+        self.reporter.note(f"{request.name}: stopping at the next step boundary (step {self.fed} fed) and committing "
+                           "a checkpoint there (a second Ctrl-C stops at once, without it)")
 
     def _root_cause(self, exc: BaseException) -> str:
         if isinstance(exc, PipelineFailed):

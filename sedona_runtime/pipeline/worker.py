@@ -191,10 +191,10 @@ class Stage:
             self.connect()
             connected = True
             self.build()
-            # Built (and resumed): open the activation channels (p2p: a barrier over every process), then
-            # tell the coordinator, which feeds once every block is ready.
-            self.transport.connect(self.setup["placements"], self.store)
+            # Built (and resumed): tell the coordinator, which watches for failures until every block is
+            # ready, then open the activation channels (p2p: a barrier over every process).
             self.report("ready", self.runner.step)
+            self.transport.connect(self.setup["placements"], self.store)
             self.loop()
             STOP.wait_for(STATE.release.is_set, self.timeout, "the coordinator to release this block")
             self.watchdog.stop()

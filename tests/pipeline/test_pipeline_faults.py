@@ -109,3 +109,26 @@ def test_block_that_raises_is_named(tmp_path, transport):
         kill_session(proc)
     line = next(line for line in err.splitlines() if line.startswith("error: "))
     assert "failed: NonFiniteLossError: non-finite loss" in line and line.startswith("error: block"), err[-3000:]
+
+
+def test_a_block_that_cannot_load_its_checkpoint_is_named_at_once(tmp_path):
+    """A block failing while it builds (here: a corrupt checkpoint on --resume) is reported before the p2p
+    transport's barrier, which would only time out."""
+    run_dir = tmp_path / "run"
+    proc = start([*RUN_ARGS, "--transport", "p2p", "--out", str(run_dir), "--steps", "6"])
+    try:
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        kill_session(proc)
+    (run_dir / "summary.json").unlink()  # as if it had stopped after its last commit
+    (run_dir / "checkpoints" / "blocks" / "step_00000006" / "block2.pt").write_bytes(b"not a checkpoint")
+    t0 = time.monotonic()
+    proc = start(["--out", str(run_dir), "--resume", "--plain"])
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 60, err[-3000:]
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert line.startswith("error: block2 failed:") and "block2.pt" in line and "Traceback" not in err, err[-3000:]
