@@ -25,8 +25,8 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 DRY = "--dry-cpu" in sys.argv
-N = int(os.environ.get("N", "8" if DRY else "64"))
-MB = int(os.environ.get("MB", "1" if DRY else "128"))
+N = int(os.environ.get("N", "8" if DRY else "100"))
+MB = int(os.environ.get("MB", "1" if DRY else "64"))
 SLEEP = 0 if DRY else int(os.environ.get("SLEEP", "20000000"))
 DEV = "cpu" if DRY else "cuda:0"
 MODES = ("rpc-device-map", "rpc-host", "p2p")
