@@ -14,14 +14,16 @@ SHARE = 0.5
 
 
 def item_bytes(parts, batch_size: int) -> list[int]:
-    """Bytes of one item on each edge (coordinator -> block 1, block i -> block i+1): features and labels."""
+    """Bytes of one item on each edge, labels included: coordinator -> block 1 carries the images as
+    stored (uint8 for the built-in data sets), block i -> block i+1 the features in the run's dtype."""
     from sedona_runtime.models import layer_output_shapes
 
     shape = tuple(parts.bundle.input_shape)
     outs = layer_output_shapes(parts.model, shape)
+    raw = parts.bundle.train.get_batch(torch.tensor([0]))[0].element_size()
     size = torch.tensor([], dtype=getattr(torch, parts.cfg.dtype)).element_size()
-    dims = [shape] + [outs[b.last - 1] for b in parts.decoupling.blocks[:-1]]
-    return [batch_size * (math.prod(d) * size + 8) for d in dims]
+    features = [math.prod(outs[b.last - 1]) * size for b in parts.decoupling.blocks[:-1]]
+    return [batch_size * (n + 8) for n in [math.prod(shape) * raw] + features]
 
 
 def check(parts, depth: int, window: int, batch_size: int, available: int | None = None) -> int:

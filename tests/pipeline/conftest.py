@@ -44,3 +44,20 @@ def reference(reference_dir):
 def transport(request) -> list[str]:
     """Each multi-process test runs on both transports: the options that select one."""
     return ["--transport", request.param]
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory):
+    """`get(transport)`: (run directory, stdout) of the pipeline tests' run done once per transport and kept
+    for the session. Tests that change the directory work on a copy."""
+    from pipeline_helpers import run_to_end
+
+    cache: dict = {}
+
+    def get(transport: str):
+        if transport not in cache:
+            run_dir = tmp_path_factory.mktemp(f"pipeline_{transport}") / "run"
+            cache[transport] = (run_dir, run_to_end([*RUN_ARGS, "--transport", transport, "--out", str(run_dir)]))
+        return cache[transport]
+
+    return get

@@ -128,3 +128,16 @@ def assert_same_weights(got: list[dict], want: list[dict]) -> None:
             # the same order as the single-process trainer, so there is no round-off to tolerate.
             assert torch.equal(g[name], w[name]), f"block {i}: {name} differs (max |d| = " \
                 f"{(g[name].double() - w[name].double()).abs().max():.3g})"
+
+
+def listening(proc: subprocess.Popen) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening inet socket of `proc` and its descendants."""
+    out = []
+    for p in tree(proc):
+        try:
+            for c in p.net_connections("inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((p.pid, c.laddr.ip, c.laddr.port))
+        except psutil.Error:
+            pass
+    return out

@@ -93,7 +93,8 @@ def test_queue_budget_counts_every_edge():
     cfg = resolve_defaults(TrainConfig(decoupling="dgl:3", batch_size=8, device="cpu", out_dir=str("unused")))
     parts = build_parts(cfg)
     per_edge = queue_budget.item_bytes(parts, 8)
-    assert len(per_edge) == 3 and per_edge[0] == 8 * (3 * 32 * 32 * 4 + 8)  # digits at 32x32, float32, labels
+    c, h, w = parts.bundle.input_shape
+    assert len(per_edge) == 3 and per_edge[0] == 8 * (c * h * w * 1 + 8)  # the raw uint8 images, and labels
     assert queue_budget.check(parts, 2, 2, 8, available=10**12) == 5 * sum(per_edge)
     with pytest.raises(Exception, match="use --queue-depth"):
         queue_budget.check(parts, 2, 2, 8, available=sum(per_edge))

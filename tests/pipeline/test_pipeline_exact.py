@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, pipeline_weights, run_to_end
+from pipeline_helpers import STEPS, assert_same_weights, pipeline_weights
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
 
@@ -16,10 +16,9 @@ def _same_config(run_dir, reference_train: dict) -> None:
     assert {k: v for k, v in got.items() if k not in free} == {k: v for k, v in reference_train.items() if k not in free}
 
 
-def test_pipeline_equals_single_process(tmp_path, reference, reference_dir, transport):
+def test_pipeline_equals_single_process(reference, reference_dir, transport, finished_runs):
     want_cfg, want = reference
-    run_dir = tmp_path / "pipe"
-    out = run_to_end([*RUN_ARGS, *transport, "--out", str(run_dir)])
+    run_dir, out = finished_runs(transport[1])
     assert "test accuracy" in out
     _same_config(run_dir, want_cfg)
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
@@ -50,12 +49,35 @@ def _val_records(run_dir) -> list[dict]:
     return [r for r in records if "val_top1_error" in r]
 
 
-def test_resuming_a_finished_run_changes_nothing(tmp_path):
+def test_resuming_a_finished_run_changes_nothing(finished_runs):
     """A finished run asked to resume says so and leaves every file as it is (runs no process)."""
     from sedona_runtime.cli.greedy import main
 
-    run_dir = tmp_path / "pipe"
-    run_to_end([*RUN_ARGS, "--out", str(run_dir)])
+    run_dir, _ = finished_runs("rpc")
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     assert main(["--resume", "--out", str(run_dir)]) == 0
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_block_that_cannot_load_its_checkpoint_is_named_at_once(finished_runs, tmp_path):
+    """A block failing while it builds (here: a corrupt checkpoint on --resume) is reported before the p2p
+    transport's barrier, which would only time out."""
+    import shutil
+    import time
+
+    from pipeline_helpers import kill_session, start
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_runs("p2p")[0], run_dir)
+    (run_dir / "summary.json").unlink()  # as if it had stopped after its last commit
+    (run_dir / "run.lock").unlink(missing_ok=True)
+    (run_dir / "checkpoints" / "blocks" / f"step_{STEPS:08d}" / "block2.pt").write_bytes(b"not a checkpoint")
+    t0 = time.monotonic()
+    proc = start(["--out", str(run_dir), "--resume", "--plain"])
+    try:
+        _, err = proc.communicate(timeout=90)
+    finally:
+        kill_session(proc)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 60, err[-3000:]
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert line.startswith("error: block2 failed:") and "block2.pt" in line and "Traceback" not in err, err[-3000:]
