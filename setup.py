@@ -20,6 +20,8 @@ setup(
     ],
     extras_require={
         "plot": ["matplotlib>=3.7"],
+        # --tensorboard: event files of every metric (train, launch/greedy.py); read with `tensorboard --logdir`.
+        "tensorboard": ["tensorboard>=2.12"],
         "dev": ["matplotlib>=3.7", "pytest>=7.4", "pytest-timeout>=2.2"],
     },
 )

@@ -3,6 +3,7 @@
     python benchmarks/speedup.py                       # defaults: resnet101 x0.25, K=2, 32x32, batch 32
     python benchmarks/speedup.py --arch vgg19 --batch-size 64 --decoupling my.json
     python benchmarks/speedup.py --predict-only        # profile one device, predict K devices
+    python benchmarks/speedup.py --transport rpc,p2p   # both activation transports, side by side
 
 The baseline runs on one core set (or one GPU); the pipeline on K disjoint core sets of the same size
 (or K GPUs). Every run repeats --repeats times, interleaved, and medians are quoted.
@@ -10,6 +11,7 @@ The baseline runs on one core set (or one GPU); the pipeline on K disjoint core 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import sys
@@ -43,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps per run")
     p.add_argument("--repeats", type=int, default=d.repeats)
     p.add_argument("--queue-depth", type=int, default=d.queue_depth)
+    p.add_argument("--transport", default=d.transport,
+                   help="the pipeline's activation transport(s), comma separated: rpc, p2p or rpc,p2p")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if _cuda() else "cpu")
     p.add_argument("--decoupling", action="append", default=[],
                    help="a decoupling to measure (file, shipped name, dgl:K, ...); repeatable")
@@ -76,16 +80,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+    bad = [t for t in transports if t not in ("rpc", "p2p")]
+    if bad or not transports:
+        raise SedonaError(f"--transport: {', '.join(bad) or 'nothing given'}: use rpc, p2p or rpc,p2p")
     bc = BenchConfig(arch=args.arch, width=args.width, image_size=args.image_size, batch_size=args.batch_size,
                      warmup=args.warmup, steps=args.steps, repeats=args.repeats, blocks=args.blocks,
-                     queue_depth=args.queue_depth, device=args.device)
+                     queue_depth=args.queue_depth, device=args.device, transport=transports[0])
     bc.validate()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = core_sets(bc.blocks)
     console.print(f"[bold]speedup benchmark[/]: {bc.arch} x{bc.width}, batch {bc.batch_size}, K={bc.blocks}, "
-                  f"{bc.steps} timed steps after {bc.warmup} warm-up, {bc.repeats} repetitions, device {bc.device}"
-                  + (f", core sets {cores}" if bc.device == "cpu" else ""))
+                  f"{bc.steps} timed steps after {bc.warmup} warm-up, {bc.repeats} repetitions, device {bc.device}, "
+                  f"transport {', '.join(transports)}" + (f", core sets {cores}" if bc.device == "cpu" else ""))
 
     console.print("profiling every layer and head on one device ...")
     cm, profile = profile_cost_model(bc, cores[0])
@@ -93,8 +101,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     labels: dict[str, str] = {}
     specs = []
     if not args.no_defaults:
-        planned = planned_spec(bc, cm, out)
-        labels[planned] = "planned (fastest cut)"
+        planned, heads = planned_spec(bc, cm, out)
+        labels[planned] = f"planned (fastest cut, {heads})"
         specs += [planned, f"dgl:{bc.blocks}"]
         try:
             resolve(bc, f"sedona:{bc.blocks}")
@@ -112,29 +120,39 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                                    "predicted": preds, "environment": environment()})
         return 0
 
-    base_runs, pipe_runs = [], {s: [] for s in specs}
+    runs = [(s, t) for s in specs for t in transports]
+    base_runs, pipe_runs = [], {run: [] for run in runs}
     for r in range(bc.repeats):
         console.print(f"repetition {r + 1}/{bc.repeats}: backprop baseline ...")
         base_runs.append(time_baseline(bc, cores[0]))
-        for s in specs:
-            console.print(f"repetition {r + 1}/{bc.repeats}: pipeline {s} ...")
+        for s, t in runs:
+            console.print(f"repetition {r + 1}/{bc.repeats}: pipeline {s} ({t} transport) ...")
             t0 = time.perf_counter()
-            pipe_runs[s].append(time_pipeline(bc, s))
+            pipe_runs[(s, t)].append(time_pipeline(dataclasses.replace(bc, transport=t), s))
             console.print(f"    ({time.perf_counter() - t0:.1f}s with process start-up)")
 
-    result = summarize(bc, base_runs, pipe_runs, preds, profile, labels)
+    if len(transports) > 1:
+        names = {(s, t): f"{labels.get(s, s)} [{t}]" for s, t in runs}
+    else:
+        names = {(s, t): labels.get(s, s) for s, t in runs}
+    result = summarize(bc, base_runs, pipe_runs, preds, profile, names)
     atomic_write_json(out / "results.json", result)
     result_pngs = save_pngs(result, out)
     show(console, result, out, result_pngs)
     return 0
 
 
-def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[dict]], preds: dict,
-              profile: dict, labels: dict[str, str] | None = None) -> dict:
-    """Medians and ratios of one benchmark run, every sample kept."""
+# An efficiency above this is a measurement artefact (a pipeline cannot beat its slowest block); the
+# margin absorbs the run-to-run noise of a shared machine.
+IMPOSSIBLE_EFFICIENCY = 1.02
+
+
+def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[tuple[str, str], list[dict]], preds: dict,
+              profile: dict, names: dict[tuple[str, str], str] | None = None) -> dict:
+    """Medians and ratios of one benchmark run, every sample kept; `pipe_runs` keyed by (spec, transport)."""
     base_step = statistics.median(r["step_s"] for r in base_runs)
     decs = []
-    for s, runs in pipe_runs.items():
+    for (s, transport), runs in pipe_runs.items():
         step = statistics.median(r["step_s"] for r in runs)
         K = len(runs[0]["blocks"])
         block_steps = [statistics.median(r["blocks"][i]["step_s"] for r in runs) for i in range(K)]
@@ -145,10 +163,18 @@ def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[str, list[
             blocks.append(dict(runs[0]["blocks"][i], step_s=block_steps[i], predicted_step_s=predicted_steps[i],
                                # > 1: the block ran slower in the pipeline than its pieces did alone
                                slowdown_vs_profile=block_steps[i] / predicted_steps[i]))
+        efficiency = (base_step / step) / ideal
+        flags = []
+        if not all(r.get("steady", True) for r in runs):
+            flags.append("window too short to reach steady state: raise --steps")
+        if efficiency > IMPOSSIBLE_EFFICIENCY:
+            flags.append(f"efficiency {efficiency:.2f} > 1 is impossible: a measurement artefact, not a speedup")
         decs.append({
-            "name": (labels or {}).get(s, s), "spec": s, "decoupling": preds[s]["blocks"],
+            "name": (names or {}).get((s, transport), s), "spec": s, "transport": transport,
+            "decoupling": preds[s]["blocks"],
             "step_s": step, "samples_per_s": bc.batch_size / step,
-            "speedup": base_step / step, "ideal_speedup": ideal, "efficiency": (base_step / step) / ideal,
+            "speedup": base_step / step, "ideal_speedup": ideal, "efficiency": efficiency, "flags": flags,
+            "window_steps": [r.get("window_steps", bc.steps) for r in runs],
             "predicted_speedup": preds[s]["speedup"], "predicted": preds[s], "blocks": blocks,
             "samples_step_s": [r["step_s"] for r in runs], "timeline": runs[0]["timeline"],
         })
@@ -184,11 +210,12 @@ def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
 
 
 def verdict(d: dict) -> str:
-    """Where the time goes: imbalance (ideal < K) or the runtime (efficiency < 1)."""
+    """Where the time goes: imbalance (ideal < K) or the runtime (efficiency < 1); and what not to trust."""
     K = len(d["blocks"])
     slow = max(d["blocks"], key=lambda b: b["step_s"])
-    return (f"the slowest block ({slow['block']}) allows {d['ideal_speedup']:.2f}x of the {K}x that {K} "
+    text = (f"the slowest block ({slow['block']}) allows {d['ideal_speedup']:.2f}x of the {K}x that {K} "
             f"devices could give (imbalance and head cost); the runtime delivers {d['efficiency']:.0%} of that")
+    return text + "".join(f"; WARNING: {f}" for f in d.get("flags", []))
 
 
 if __name__ == "__main__":

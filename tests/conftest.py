@@ -12,3 +12,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def user_pkg(tmp_path_factory):
+    """A folder outside the package holding a user's network and data set functions (tests/user_code.py);
+    it is on sys.path for the tests, as the current directory is for a user's command."""
+    import sys
+
+    from user_code import make_user_package
+
+    root = str(make_user_package(tmp_path_factory.mktemp("user_code")))
+    sys.path.insert(0, root)
+    yield root
+    if root in sys.path:
+        sys.path.remove(root)

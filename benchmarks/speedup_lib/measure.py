@@ -29,6 +29,7 @@ class BenchConfig:
     repeats: int = 3         # repetitions of every run; medians are reported
     blocks: int = 2          # K
     queue_depth: int = 2
+    transport: str = "rpc"   # the pipeline's activation transport: rpc | p2p
     seed: int = 0
     device: str = "cpu"      # "cpu": one core set per process; "cuda": one GPU per block
 
@@ -132,9 +133,36 @@ def measure_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = train_config(bc, decoupling, os.path.join(tmp, "run"))
         pcfg = PipelineConfig(train=cfg, blocks=bc.blocks, queue_depth=bc.queue_depth,
-                              devices="cpu" if bc.device == "cpu" else "auto", timeline=True)
+                              devices="cpu" if bc.device == "cpu" else "auto", timeline=True, transport=bc.transport)
         summary = run_pipeline(pcfg, world=World(size=1, rank=0, local_rank=0, local_size=1))
     return pipeline_figures(bc, summary)
+
+
+def steady_window(bc: BenchConfig, timeline: dict[int, list]) -> tuple[float, int, bool]:
+    """(seconds per step, steps the figure rests on, steady) of the pipeline in steady state.
+
+    The window opens when the last block completes step `warmup` (every block is past warm-up) and
+    closes when block 1 completes its last step (after that the pipeline only drains). Inside it, the
+    pipeline's step time is the largest mean gap between consecutive completions of any one block:
+    a block that drains items queued before the window opened completes them faster than the
+    pipeline can produce them (counting the last block's completions alone reported efficiencies
+    above 1), but the bottleneck block completes at the pipeline's true pace. `steady` is False when
+    some block completes fewer than three steps inside the window: the figure then falls back to the
+    last block's whole run after warm-up, flagged.
+    """
+    K = len(timeline)
+    done = {i: {int(step): end for step, _, end in timeline[i]} for i in timeline}
+    end = bc.warmup + bc.steps
+    t_open, t_close = done[K][bc.warmup], done[1][end]
+    gaps, counted = [], []
+    for i in range(1, K + 1):
+        inside = sorted(t for s, t in done[i].items() if s > bc.warmup and t_open < t <= t_close)
+        counted.append(len(inside))
+        if len(inside) >= 3:
+            gaps.append((inside[-1] - inside[0]) / (len(inside) - 1))
+    if len(gaps) == K:
+        return max(gaps), min(counted) - 1, True
+    return (done[K][end] - t_open) / bc.steps, bc.steps, False
 
 
 def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
@@ -142,10 +170,9 @@ def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
     pipe = summary["pipeline"]
     timeline = {int(k): v for k, v in pipe["timeline"].items()}
     K = len(timeline)
-    last = timeline[K]
-    done = {int(step): end for step, _, end in last}
     end = bc.warmup + bc.steps
-    window = done[end] - done[bc.warmup]  # the last block completing step `warmup` (1-based) opens it
+    step_s, counted, steady = steady_window(bc, timeline)
+    window = step_s * counted
     blocks = []
     for i in range(1, K + 1):
         stats = pipe["blocks"][i - 1]  # BlockStats of the whole run (pipeline/metrics.py)
@@ -154,14 +181,15 @@ def pipeline_figures(bc: BenchConfig, summary: dict) -> dict[str, Any]:
         steps = max(1, stats["step"])
         blocks.append({
             "block": i,
-            "step_s": busy / max(1, len(spans)),  # mean busy time per step inside the window
+            "step_s": busy / max(1, len(spans)),  # mean busy time per step after warm-up
             "phases_s": {k: v / max(1, stats["phase_steps"]) for k, v in stats["phase_s"].items()},
             "wait_in_s_per_step": stats["total_wait_in_s"] / steps,
             "wait_out_s_per_step": stats["total_wait_out_s"] / steps,
             "transfer_s_per_step": stats["total_transfer_s"] / steps,
             "queue_depth_mean": stats["queue_depth_mean"],
-            "busy_frac": busy / window,
+            "busy_frac": min(1.0, (busy / max(1, len(spans))) / step_s),
             "peak_memory_bytes": stats["peak_memory"],
+            "peak_reserved_bytes": stats.get("peak_reserved", 0),
         })
-    return {"wall_s": window, "step_s": window / bc.steps, "blocks": blocks,
+    return {"wall_s": window, "step_s": step_s, "window_steps": counted, "steady": steady, "blocks": blocks,
             "timeline": {str(i): timeline[i] for i in timeline}}

@@ -54,19 +54,23 @@ def resolve(bc: BenchConfig, spec: str):
     return resolve_decoupling(spec, bc.arch, _num_layers(bc), allow_retarget=True)
 
 
-def planned_spec(bc: BenchConfig, cm: Any, out: Path) -> str:
-    """Write the fastest K-block cut under the measured profile (heads from the shipped search when the
-    arch has one, else aux1, the cheapest head) and return its path."""
+def planned_spec(bc: BenchConfig, cm: Any, out: Path) -> tuple[str, str]:
+    """Write the fastest K-block cut under the measured profile; (its path, the heads it was planned with).
+
+    Heads: the shipped search's (argmax beta) when the arch has one, else DGL's, the heads of the dgl:K
+    row it is compared against, so the two rows differ only in where they cut.
+    """
     L = _num_layers(bc)
     try:
-        base, head = resolve_decoupling(f"sedona:{bc.blocks}", bc.arch, L), None
-    except Exception:  # no shipped search for this arch: plan on compute alone, with the cheapest aux head
-        base, head = resolve_decoupling(f"dgl:{bc.blocks}", bc.arch, L), "aux1"
-    plan = make_plan(base, cm, bc.blocks, head=head)
-    dec = planned_decoupling(base, plan, plan.fastest, note="speedup benchmark: fastest cut")
+        base, heads = resolve_decoupling(f"sedona:{bc.blocks}", bc.arch, L), "SEDONA's heads"
+    except Exception:  # no shipped search for this arch: plan DGL's blocks on compute alone
+        base = resolve_decoupling(f"dgl:{bc.blocks}", bc.arch, L)
+        heads = f"{base.blocks[0].head} heads, as dgl:{bc.blocks}"
+    plan = make_plan(base, cm, bc.blocks)
+    dec = planned_decoupling(base, plan, plan.fastest, note=f"speedup benchmark: fastest cut ({heads})")
     path = out / f"planned_{bc.arch}_k{bc.blocks}.json"
     save_decoupling(dec, path)
-    return str(path)
+    return str(path), heads
 
 
 def predicted(bc: BenchConfig, cm: Any, spec: str) -> dict:

@@ -28,8 +28,9 @@ def table_rows(result: dict) -> list[list[str]]:
     base = result["baseline"]
     rows = [["backprop (1 process)", f"{base['step_s'] * 1e3:.1f}", f"{base['samples_per_s']:.0f}", "1.00", "-", "-", "-"]]
     for d in result["decouplings"]:
-        rows.append([d["name"], f"{d['step_s'] * 1e3:.1f}", f"{d['samples_per_s']:.0f}", f"{d['speedup']:.2f}",
-                     f"{d['ideal_speedup']:.2f}", f"{d['efficiency']:.2f}", f"{d['predicted_speedup']:.2f}"])
+        mark = " (!)" if d.get("flags") else ""  # see the verdict's WARNING below the table
+        rows.append([d["name"], f"{d['step_s'] * 1e3:.1f}", f"{d['samples_per_s']:.0f}", f"{d['speedup']:.2f}{mark}",
+                     f"{d['ideal_speedup']:.2f}", f"{d['efficiency']:.2f}{mark}", f"{d['predicted_speedup']:.2f}"])
     return rows
 
 

@@ -18,14 +18,20 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def run_main(run: Callable[[list[str] | None], int], argv: list[str] | None,
-             interrupted: str = "interrupted") -> int:
+             interrupted: str = "interrupted", on_error: Callable[[str], None] | None = None) -> int:
     """Call `run(argv)` the way every CLI's `main` does: bad input is one `error:` line on stderr and its
-    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either."""
+    exit code (2), Ctrl-C prints `interrupted` and returns 130; never a traceback for either. A SedonaError
+    that is a notice rather than an error (a run that stopped cleanly on a signal, a finished run asked to
+    resume) prints its line without `error:` and returns its own exit code. `on_error(line)` also receives
+    the line (e.g. for torchrun's error file)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return run(argv)
     except SedonaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        line = f"{exc.label}{exc}"
+        print(line, file=sys.stderr)
+        if on_error is not None:
+            on_error(line)
         return exc.exit_code
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
@@ -64,3 +70,58 @@ PRESETS: dict[str, Preset] = {
     "tiny_imagenet": Preset("tiny_imagenet", 64, 200),
     "imagenet": Preset("imagenet", 224, 1000),
 }
+
+
+def dataset_option(text: str) -> str:
+    """argparse type of --dataset: a built-in data set name or a data set function's import path."""
+    from sedona_runtime.data.config import DATASETS
+    from sedona_runtime.utils.imports import is_import_path
+
+    if text in DATASETS or is_import_path(text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown data set {text!r} (known: {', '.join(DATASETS)}; or a data set "
+                                     "function by import path, MODULE:CALLABLE)")
+
+
+MODEL_HELP = ("a network by import path MODULE:CALLABLE (or FILE.py:CALLABLE), called as CALLABLE(num_classes=N): "
+              "an nn.Sequential or list of modules, a torchvision ResNet/VGG or a LayeredNet "
+              "(e.g. torchvision.models:resnet18)")
+DATASET_HELP = ("data set: digits (default: embedded, no download), cifar10, cifar100, imagefolder, synthetic, or a "
+                "function by import path MODULE:CALLABLE returning (train, val, test) torch Datasets")
+
+
+def take_model_option(args: argparse.Namespace) -> None:
+    """--model is --arch given an import path: one of the two at most."""
+    model = getattr(args, "model", None)
+    if model is None:
+        return
+    if getattr(args, "arch", None) is not None:
+        raise SedonaError("give --arch (a built-in architecture) or --model (an import path), not both")
+    from sedona_runtime.utils.imports import is_import_path
+
+    if not is_import_path(model):
+        raise SedonaError(f"--model {model!r}: expected MODULE:CALLABLE (e.g. my_pkg.nets:build); "
+                          "built-in architectures go to --arch")
+    args.arch, args.model = model, None  # taken: a second call (a CLI reusing another's) sees only --arch
+
+
+def resolve_import_paths(model_cfg: Any = None, data_cfg: Any = None) -> None:
+    """Import the user network and data set function a config names by import path now (a bad path is one
+    clear line before anything runs) and record the sys.path entry other processes need (`import_root`)."""
+    from sedona_runtime.utils.imports import import_root, is_import_path, load_callable
+
+    for cfg, field, what in ((model_cfg, "arch", "model"), (data_cfg, "dataset", "data set")):
+        spec = getattr(cfg, field, None) if cfg is not None else None
+        if spec is not None and is_import_path(spec):
+            load_callable(spec, cfg.import_root, what=what)
+            cfg.import_root = import_root(spec, what=what) or cfg.import_root
+
+
+def run_name(text: str) -> str:
+    """A file-name-safe short name of an architecture or data set ('my_pkg.nets:build' -> 'nets.build')."""
+    from sedona_runtime.utils.imports import is_import_path
+
+    if is_import_path(text):
+        module, attr = text.split(":")
+        text = f"{module.removesuffix('.py').replace('/', '.').split('.')[-1]}.{attr}"
+    return text.replace("/", "_").replace(":", "")

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sedona_runtime.analysis.costs import model_costs
-from sedona_runtime.cli._common import PRESETS, OneLineParser, run_main
+from sedona_runtime.cli._common import (MODEL_HELP, PRESETS, OneLineParser, resolve_import_paths, run_main,
+                                        take_model_option)
 from sedona_runtime.models.registry import ModelConfig, list_models
 from sedona_runtime.utils.errors import SedonaError
 
@@ -20,8 +21,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Per-layer output shape, parameters and FLOPs (multiply-adds) of a network, and the "
         "cost of every auxiliary head attached after each layer.",
     )
-    p.add_argument("--arch", required=True, help=f"architecture: {', '.join(list_models())}")
+    p.add_argument("--arch", help=f"architecture: {', '.join(list_models())} (or --model)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--dataset", default="cifar10", help=f"picks stem, input size and classes: {', '.join(PRESETS)}")
+    p.add_argument("--image-size", type=int, help="override the dataset's input size (square images)")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--num-classes", type=int, default=None, help="override the dataset's class count")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -54,27 +57,41 @@ def _table(costs: dict, title: str) -> Table:
 
 
 def run(argv: list[str] | None) -> int:
+    from sedona_runtime.utils.imports import is_import_path
+
     args = _parser().parse_args(argv)
-    if args.arch not in list_models():
-        raise SedonaError(f"--arch: unknown architecture {args.arch!r} (known: {', '.join(list_models())})")
+    take_model_option(args)
+    if args.arch is None:
+        raise SedonaError("give --arch (a built-in architecture) or --model (a network by import path)")
+    if args.arch not in list_models() and not is_import_path(args.arch):
+        raise SedonaError(f"--arch: unknown architecture {args.arch!r} (known: {', '.join(list_models())}; "
+                          "a network by import path goes to --model)")
     if args.dataset not in PRESETS:
         raise SedonaError(f"--dataset: unknown dataset {args.dataset!r} (known: {', '.join(PRESETS)})")
     if not 0 < args.width <= 16:
         raise SedonaError(f"--width: must be in (0, 16], got {args.width}")
     preset = PRESETS[args.dataset]
     stem, size, classes = preset.stem, preset.image_size, preset.num_classes
+    if args.image_size is not None:
+        if args.image_size < 1:
+            raise SedonaError(f"--image-size: must be a positive integer, got {args.image_size}")
+        size = args.image_size
     if args.num_classes is not None:
         if args.num_classes < 1:
             raise SedonaError(f"--num-classes: must be a positive integer, got {args.num_classes}")
         classes = args.num_classes
     cfg = ModelConfig(arch=args.arch, num_classes=classes, stem=stem, width=args.width)
+    resolve_import_paths(cfg)
     costs = model_costs(cfg, (cfg.in_channels, size, size))
     if args.json:
         out = {key: costs[key] for key in ("arch", "params", "flops", "layers")}
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
     console = Console() if sys.stdout.isatty() else Console(width=220)
-    title = f"{args.arch} x{args.width:g} on {args.dataset} ({stem} stem, {size}x{size}, {classes} classes)"
+    if is_import_path(args.arch):  # a user network is taken as it is: no stem, no width multiplier
+        title = f"{args.arch} on {args.dataset} ({size}x{size}, {classes} classes)"
+    else:
+        title = f"{args.arch} x{args.width:g} on {args.dataset} ({stem} stem, {size}x{size}, {classes} classes)"
     console.print(_table(costs, title))
     return 0
 

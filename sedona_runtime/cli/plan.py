@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sedona_runtime.cli._common import PRESETS, OneLineParser, run_main
+from sedona_runtime.cli._common import (MODEL_HELP, PRESETS, OneLineParser, resolve_import_paths, run_main, run_name,
+                                        take_model_option)
 from sedona_runtime.cli.display import print_unwrapped
 from sedona_runtime.decoupling.resolve import is_spec
 from sedona_runtime.utils.errors import SedonaError
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoupling", required=True,
                    help="decoupling file or shipped name (e.g. resnet101_k4); with --arch also dgl:K, sedona:K")
     p.add_argument("--arch", help="architecture for decoupling specs such as dgl:4 (files name their own)")
+    p.add_argument("--model", help=MODEL_HELP + "; for specs such as dgl:4, or to import the network a file names")
     p.add_argument("--blocks", type=int, help="number of blocks K (default: the decoupling's)")
     p.add_argument("--min-speedup", type=float, help="target predicted speedup; without it the top-score cut is chosen")
     p.add_argument("--head", help="put this head at every boundary instead of argmax beta")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 def default_out(decoupling: str, arch: str, K: int) -> Path:  # noqa: N803 - the paper's name
     """planned_<name>_k<K>.json in the current directory (<name>: file name, or <arch>_<spec> for a spec)."""
     if is_spec(decoupling):
-        name = f"{arch}_{decoupling.replace(':', '')}"
+        name = f"{run_name(arch)}_{decoupling.replace(':', '')}"
     else:
         name = Path(decoupling).name.removesuffix(".json")
     return Path(f"planned_{name}_k{K}.json")
@@ -85,6 +87,11 @@ def _run(argv: list[str] | None) -> int:
     from sedona_runtime.utils.io import atomic_write_json
 
     args = build_parser().parse_args(argv)
+    take_model_option(args)
+    if args.arch is not None:
+        from sedona_runtime.models.registry import ModelConfig
+
+        resolve_import_paths(ModelConfig(arch=args.arch))  # a user network: import it now (one clear line)
     if args.blocks is not None and args.blocks < 1:
         raise SedonaError(f"--blocks must be a positive integer, got {args.blocks}")
     if args.batch_size < 1:

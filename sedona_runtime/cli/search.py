@@ -10,9 +10,9 @@ from typing import Callable
 from rich.console import Console
 from rich.markup import escape
 
-from sedona_runtime.cli._common import OneLineParser, apply_options, run_main
+from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
+                                        resolve_import_paths, run_main, take_model_option)
 from sedona_runtime.cli.display import fmt_time
-from sedona_runtime.data.config import DATASETS
 from sedona_runtime.search.config import PRESETS, SearchConfig, apply_preset
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
@@ -37,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="named settings to start from; quick: the small net on digits, done in minutes on a CPU")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--width", type=float, help="channel width multiplier (the paper searches at 0.25)")
-    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
+    p.add_argument("--dataset", type=dataset_option, help=DATASET_HELP)
     p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
     p.add_argument("--image-size", type=int, help="input resolution (default 32; imagefolder 64)")
     p.add_argument("--batch-size", type=int, help="batch size (default 128)")
@@ -98,6 +99,7 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
     """Defaults (or --config, or the stopped run's config.json with --resume), then --preset, then the options."""
     import json
 
+    take_model_option(args)
     source = args.config or (str(Path(args.out) / "config.json") if args.resume else None)
     if source:
         try:
@@ -110,6 +112,7 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
     if args.preset:
         apply_preset(cfg, args.preset)
     apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
+    resolve_import_paths(cfg.model, cfg.data)
     return cfg
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sedona_runtime.cli._common import OneLineParser, apply_options, run_main
+from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
+                                        resolve_import_paths, run_main, run_name, take_model_option)
 from sedona_runtime.cli.display import PlainReporter, RichReporter, print_summary
-from sedona_runtime.data.config import DATASETS
 from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.training.display import Reporter
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.imports import is_import_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "process; K = 1 is end-to-end backprop. Unset options take the data set's "
                                  "defaults (paper Appendix E.2).")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--decoupling", help="backprop, dgl:K, predsim:K, sedona:K, a shipped name or a decoupling file")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch (proportional cuts)")
@@ -35,14 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input resolution (default 32; imagefolder 64)",
-                         width: str = "channel width multiplier (default 1.0)") -> None:
+def add_training_options(p: argparse.ArgumentParser, *,
+                         image_size: str = "input resolution (default: the embedded digits as stored, 8, or the "
+                                           "smallest the network accepts (32 for VGG-19); imagefolder 64; else 32)",
+                         width: str = "channel width multiplier (default 0.25 on the embedded digits, else 1.0)") -> None:
     """The data and optimisation options of a training run (this CLI and the pipelined one share them)."""
-    p.add_argument("--dataset", choices=DATASETS, help="data set (default digits: embedded, no download)")
-    p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder)")
+    p.add_argument("--dataset", type=dataset_option, help=DATASET_HELP)
+    p.add_argument("--data-dir", help="data directory (cifar10, cifar100, imagefolder; passed to a data set "
+                                      "function as data_dir=)")
     p.add_argument("--image-size", type=int, help=image_size)
     p.add_argument("--width", type=float, help=width)
     p.add_argument("--steps", type=int, help="training iterations")
+    p.add_argument("--epochs", type=int, help="instead of --steps: passes over the training set (full batches)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (cosine-decayed to --final-lr)")
     p.add_argument("--final-lr", type=float)
@@ -51,32 +57,47 @@ def add_training_options(p: argparse.ArgumentParser, *, image_size: str = "input
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
     p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
+    p.add_argument("--eval-batch-size", type=int, help="batch size of validation and test (default 256)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes that decode batches ahead (default: "
+                                                "0 for in-memory data sets, half the cores for ImageFolder and "
+                                                "data set functions); batches stay a function of (seed, step)")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision (CUDA)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write TensorBoard event files to <out>/tensorboard (needs the tensorboard package)")
 
 
 # CLI option -> (section, field) of TrainConfig; section None is the top level.
 _FIELDS = {
     "arch": ("model", "arch"), "width": ("model", "width"), "dataset": ("data", "dataset"),
     "data_dir": ("data", "data_dir"), "image_size": ("data", "image_size"), "augment": ("data", "augment"),
+    "workers": ("data", "workers"),
     "decoupling": (None, "decoupling"), "retarget": (None, "retarget"), "steps": (None, "steps"),
+    "epochs": (None, "epochs"), "tensorboard": (None, "tensorboard"),
     "batch_size": (None, "batch_size"), "lr": (None, "lr"), "final_lr": (None, "final_lr"),
     "weight_decay": (None, "weight_decay"), "optimizer": (None, "optimizer"),
     "label_smoothing": (None, "label_smoothing"), "eval_interval": (None, "eval_interval"),
-    "checkpoint_interval": (None, "checkpoint_interval"), "amp": (None, "amp"), "device": (None, "device"),
+    "checkpoint_interval": (None, "checkpoint_interval"), "eval_batch_size": (None, "eval_batch_size"),
+    "amp": (None, "amp"), "device": (None, "device"),
     "out": (None, "out_dir"),
 }
 
 
 def _default_out(args: argparse.Namespace) -> str:
     dec = Path(args.decoupling or "backprop").name.replace(":", "").removesuffix(".json")
-    return str(Path("runs") / f"{args.dataset or 'digits'}_{args.arch or 'small'}_{dec}")
+    return str(Path("runs") / f"{run_name(args.dataset or 'digits')}_{run_name(args.arch or 'small')}_{dec}")
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's config: a resumed run starts from its saved config.json, then the given options apply."""
     from sedona_runtime.training.run_dir import RunDir
 
+    take_model_option(args)
+    if args.steps is not None and args.epochs is not None:
+        raise SedonaError("give --steps or --epochs, not both")
+    if args.image_size is not None and is_import_path(args.dataset):
+        raise SedonaError(f"--image-size does not apply to the data set function {args.dataset}: its images are "
+                          "used as they are (resize them in its Datasets)")
     if args.out is None and not args.resume:
         args.out = _default_out(args)
     if args.resume:
@@ -87,6 +108,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     else:
         cfg = TrainConfig()
     apply_options(cfg, args, _FIELDS)
+    if args.steps is not None:  # the one given wins over what a resumed config holds
+        cfg.epochs = None
+    elif args.epochs is not None:
+        cfg.steps = None
+    resolve_import_paths(cfg.model, cfg.data)
     return cfg
 
 
@@ -110,7 +136,8 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
-    return run_main(run, argv, "interrupted; continue with --resume (from the last checkpoint)")
+    # Inside training the trainer says what it saved (Interrupted); this covers Ctrl-C before it starts.
+    return run_main(run, argv, "interrupted before training started; nothing was saved")
 
 
 if __name__ == "__main__":  # pragma: no cover

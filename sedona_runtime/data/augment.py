@@ -1,23 +1,43 @@
-"""Training augmentation on whole batches of [0,1] tensors, every random draw from an explicit generator."""
+"""Training augmentation on whole batches of [0,1] tensors, every random draw from an explicit generator.
+
+Each augmentation splits into `draw(n, h, w, gen)`, the random draws of a batch (small CPU tensors), and
+`apply(x, draws)`, a deterministic function of the batch and its draws on x's device. The pipeline's
+coordinator draws (a pure function of the step's seed) and block 1 applies on its own device, exactly
+as the single-process trainer does on its device: same draws, same input.
+"""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from sedona_runtime.utils.errors import SedonaError
 
-# An augmentation maps a float batch (N,C,H,W) in [0,1] to a batch of the same shape and range.
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Draws = dict[str, torch.Tensor]
+
+
+class Augment:
+    """Maps a float batch (N,C,H,W) in [0,1] to a batch of the same shape and range."""
+
+    def draw(self, n: int, h: int, w: int, gen: torch.Generator) -> Draws:
+        """The random draws of a batch of n images of h x w (CPU tensors, from `gen` only)."""
+        raise NotImplementedError
+
+    def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
+        """The augmented batch: a deterministic function of x and its draws, computed on x's device."""
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        return self.apply(x, self.draw(n, h, w, gen))
 
 
 def _flip_mask(n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen) < 0.5
 
 
-class PadCropFlip:
+class PadCropFlip(Augment):
     """Zero-pad by `padding`, take a random crop of the original size, flip horizontally with p = 0.5.
 
     The CIFAR recipe of the paper (Appendix E). One gather per batch: crop offsets and the flip are
@@ -27,16 +47,21 @@ class PadCropFlip:
     def __init__(self, padding: int = 4, flip: bool = True) -> None:
         self.padding, self.flip = padding, flip
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        n, c, h, w = x.shape
+    def draw(self, n: int, h: int, w: int, gen: torch.Generator) -> Draws:
         p = self.padding
         oy = torch.randint(0, 2 * p + 1, (n,), generator=gen)
         ox = torch.randint(0, 2 * p + 1, (n,), generator=gen)
         flip = _flip_mask(n, gen) if self.flip else torch.zeros(n, dtype=torch.bool)
+        return {"oy": oy, "ox": ox, "flip": flip}
+
+    def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = self.padding
+        oy, ox, flip = (draws[k].to(x.device) for k in ("oy", "ox", "flip"))
         hp, wp = h + 2 * p, w + 2 * p
         xp = F.pad(x, (p, p, p, p)).reshape(n, c, hp * wp)
-        rows = oy[:, None] + torch.arange(h)  # (N,H) rows of the padded image
-        cols = ox[:, None] + torch.arange(w)  # (N,W)
+        rows = oy[:, None] + torch.arange(h, device=x.device)  # (N,H) rows of the padded image
+        cols = ox[:, None] + torch.arange(w, device=x.device)  # (N,W)
         cols = torch.where(flip[:, None], cols.flip(1), cols)
         # A flat gather is ~5x faster than the equivalent 4-D advanced indexing on CPU.
         idx = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
@@ -47,23 +72,23 @@ class PadCropFlip:
 
 
 def _sample(theta: torch.Tensor, x: torch.Tensor, padding_mode: str) -> torch.Tensor:
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     # Bilinear weights are a convex combination, so a [0,1] input stays in [0,1]; clamp absorbs rounding.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False).clamp_(0.0, 1.0)
 
 
-class PadCropRotateFlip:
+class PadCropRotateFlip(Augment):
     """Tiny-ImageNet recipe of the paper: padding + random crop, random rotation, random flip.
 
     One affine resampling per batch: a random integer shift in [-padding, padding] pixels (zero fill,
     as padding + crop), a rotation uniform in [-degrees, degrees], and a horizontal flip with p = 0.5.
+    The draws are the affine matrices themselves (N, 2, 3), float64.
     """
 
     def __init__(self, padding: int = 8, degrees: float = 15.0) -> None:
         self.padding, self.degrees = padding, degrees
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        n, _, h, w = x.shape
+    def draw(self, n: int, h: int, w: int, gen: torch.Generator) -> Draws:
         p = self.padding
         dy = torch.randint(-p, p + 1, (n,), generator=gen).double()
         dx = torch.randint(-p, p + 1, (n,), generator=gen).double()
@@ -74,13 +99,16 @@ class PadCropRotateFlip:
         theta = torch.stack(
             [torch.stack([cos * sign, -sin, -2 * dx / w], 1), torch.stack([sin * sign, cos, -2 * dy / h], 1)], 1
         )
-        return _sample(theta, x, "zeros")
+        return {"theta": theta}
+
+    def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
+        return _sample(draws["theta"], x, "zeros")
 
     def __repr__(self) -> str:
         return f"PadCropRotateFlip(padding={self.padding}, degrees={self.degrees})"
 
 
-class RandomResizedCropFlip:
+class RandomResizedCropFlip(Augment):
     """ImageNet recipe: torchvision's RandomResizedCrop (scale, ratio, 10 tries, center fallback) + flip.
 
     Vectorized: every sample draws its 10 candidate boxes at once; the first that fits is used. The
@@ -90,8 +118,7 @@ class RandomResizedCropFlip:
     def __init__(self, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
         self.scale, self.ratio, self.tries = scale, ratio, 10
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        n, _, h, w = x.shape
+    def draw(self, n: int, h: int, w: int, gen: torch.Generator) -> Draws:
         f64 = torch.float64
         area = h * w * (self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(n, self.tries, generator=gen, dtype=f64))
         lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
@@ -122,7 +149,10 @@ class RandomResizedCropFlip:
             ],
             1,
         )
-        return _sample(theta, x, "border")
+        return {"theta": theta}
+
+    def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
+        return _sample(draws["theta"], x, "border")
 
     def __repr__(self) -> str:
         return f"RandomResizedCropFlip(scale={self.scale}, ratio={self.ratio})"

@@ -69,6 +69,7 @@ class SubsetImageDataset(ImageDataset):
         self.parent = parent
         self.indices = indices.to(torch.int64)
         self.mean, self.std, self.num_classes = parent.mean, parent.std, parent.num_classes
+        self.seeded_by_step = getattr(parent, "seeded_by_step", False)  # see data.stream._get_batch
 
     def __len__(self) -> int:
         return self.indices.shape[0]

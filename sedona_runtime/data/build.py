@@ -35,6 +35,8 @@ def stem_for_size(image_size: int) -> str:
 def build_data(cfg: DataConfig) -> DataBundle:
     """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation."""
     cfg.validate()
+    if cfg.is_user:
+        return _build_user(cfg)
     size = cfg.size
     if cfg.dataset == "digits":
         from sedona_runtime.data.digits import digits_splits
@@ -73,3 +75,18 @@ def build_data(cfg: DataConfig) -> DataBundle:
         note=note,
         augment=make_augment(kind, size) if cfg.augment else None,
     )
+
+
+def _build_user(cfg: DataConfig) -> DataBundle:
+    """A user's data set function: its images as they are (no built-in augmentation: random transforms
+    belong in its Datasets, seeded per step), validation split off the training set unless it gave one."""
+    from sedona_runtime.data.user import load_user_data
+
+    train, val, test, classes, shape = load_user_data(cfg.dataset, cfg.import_root, cfg.data_dir)
+    if val is None:
+        train, val = split_dataset(train, cfg.val_fraction, "validation", cfg.seed)
+    note = (f"data set {cfg.dataset}: {classes} classes at {shape[1]}x{shape[2]}x{shape[0]}; {len(train)} train / "
+            f"{len(val) if val is not None else 0} val / {len(test)} test")
+    log.info("data: %s", note)
+    return DataBundle(train=train, val=val, test=test, num_classes=classes, input_shape=shape,
+                      stem=stem_for_size(shape[1]), note=note, augment=None)

@@ -22,6 +22,8 @@ class FolderImageDataset(ImageDataset):
     when resize_to = S). Training augmentation then works on these fixed-size tensors.
     """
 
+    decodes = True  # reading a batch decodes files: DataLoader workers pay (data.feeder)
+
     def __init__(self, samples: list[tuple[str, int]], classes: list[str], image_size: int, resize_to: int) -> None:
         from torchvision import transforms
 
@@ -62,17 +64,47 @@ class FolderImageDataset(ImageDataset):
         return self._labels
 
 
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+
+
+def is_hidden(name: str) -> bool:
+    """Names starting with '.' (.ipynb_checkpoints, .DS_Store, macOS ._ files) are never data."""
+    return name.startswith(".")
+
+
 def _scan_tree(root: Path, what: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """(samples, classes) of <root>/<class>/**/<image>; hidden folders and files are skipped at every level."""
     from torchvision.datasets.folder import make_dataset
 
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_hidden(d.name))
     if not classes:
         raise SedonaError(f"{root}: no class folders in the {what} tree (expected {root}/<class>/<image files>)")
     class_to_idx = {c: i for i, c in enumerate(classes)}
-    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+
+    def visible_image(path: str) -> bool:
+        parts = Path(path).relative_to(root).parts
+        return path.lower().endswith(IMG_EXTENSIONS) and not any(is_hidden(p) for p in parts)
+
+    samples = make_dataset(str(root), class_to_idx, is_valid_file=visible_image, allow_empty=True)
     if not samples:
         raise SedonaError(f"{root}: no image files found in the {what} tree")
+    empty = sorted(set(classes) - {classes[y] for _, y in samples})
+    if empty:  # a class without images would still get an output of the classifier
+        raise SedonaError(f"{root}: class folder(s) without image files in the {what} tree: {_shown(empty)}")
     return samples, classes
+
+
+def check_same_classes(splits: dict[str, list[str]], root: Path) -> None:
+    """SedonaError naming the difference when the splits' class lists differ ({"train/": [...], "val/": [...]})."""
+    (first, ref), *rest = splits.items()
+    for name, classes in rest:
+        lacks, extra = sorted(set(ref) - set(classes)), sorted(set(classes) - set(ref))
+        if lacks or extra:
+            diff = "; ".join(x for x in (f"{name} lacks {_shown(lacks)}" if lacks else "",
+                                         f"{name} has {_shown(extra)}, not in {first}" if extra else "") if x)
+            raise SedonaError(f"{root}: the class lists of {first} and {name} differ: {diff} "
+                              f"({len(ref)} vs {len(classes)} classes); every split needs the same classes")
 
 
 def _scan_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
@@ -80,7 +112,7 @@ def _scan_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
     class_to_idx = {c: i for i, c in enumerate(classes)}
     annotations = root / "val_annotations.txt"
     if annotations.is_file():
-        samples = []
+        samples, seen = [], set()
         for n, line in enumerate(annotations.read_text().splitlines(), start=1):
             parts = line.split("\t")
             if not line.strip():
@@ -88,11 +120,11 @@ def _scan_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
             if len(parts) < 2 or parts[1] not in class_to_idx:
                 raise SedonaError(f"{annotations}:{n}: expected '<file>\\t<class of train/>...', got {line[:80]!r}")
             samples.append((str(root / "images" / parts[0]), class_to_idx[parts[1]]))
+            seen.add(parts[1])
+        check_same_classes({"train/": classes, "val/ (val_annotations.txt)": sorted(seen)}, root.parent)
         return samples
     val_samples, val_classes = _scan_tree(root, "val")
-    unknown = sorted(set(val_classes) - set(classes))
-    if unknown:
-        raise SedonaError(f"{root}: class folder(s) not in train/: {', '.join(unknown[:5])}")
+    check_same_classes({"train/": classes, "val/": val_classes}, root.parent)
     return [(path, class_to_idx[val_classes[y]]) for path, y in val_samples]
 
 

@@ -8,8 +8,9 @@ import torch
 
 from sedona_runtime.data.augment import Augment
 from sedona_runtime.data.base import ImageDataset
+from sedona_runtime.data.preprocess import Preprocess, RawBatch
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.seed import make_generator
+from sedona_runtime.utils.seed import make_generator, seeded_globals
 
 
 def normalize(x: torch.Tensor, dataset: ImageDataset) -> torch.Tensor:
@@ -20,9 +21,14 @@ def normalize(x: torch.Tensor, dataset: ImageDataset) -> torch.Tensor:
     return x.sub_(mean).div_(std)
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images as float32 in [0,1]."""
-    return x.to(torch.float32).div_(255.0)
+def _get_batch(dataset: ImageDataset, indices: torch.Tensor,
+               *seed_parts: int | str) -> tuple[torch.Tensor, torch.Tensor]:
+    # A user's data set may draw random transforms from the global generators: seeding them from
+    # (seed, step) keeps every batch a pure function of its step (data.user.UserImageDataset).
+    if getattr(dataset, "seeded_by_step", False):
+        with seeded_globals(*seed_parts):
+            return dataset.get_batch(indices)
+    return dataset.get_batch(indices)
 
 
 class BatchStream:
@@ -76,13 +82,24 @@ class BatchStream:
         start = pos * self.batch_size
         return self.epoch_order(epoch)[start : start + self.batch_size]
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x float32 normalized (N,C,H,W), y int64 (N)) of global step `step`."""
-        raw, y = self.dataset.get_batch(self.indices(step))
-        x = to_unit(raw)
+    @property
+    def preprocess(self) -> Preprocess:
+        """What turns this stream's raw batches into the network's input (scaling, augmentation, norm)."""
+        return Preprocess(self.dataset.mean, self.dataset.std, self.augment)
+
+    def raw(self, step: int) -> RawBatch:
+        """Batch `step` as stored (uint8 or a user's float images), with its augmentation's draws."""
+        x, y = _get_batch(self.dataset, self.indices(step), "user-transforms", self.seed, step)
+        draws = None
         if self.augment is not None:
-            x = self.augment(x, make_generator("augment", self.seed, step))
-        return normalize(x, self.dataset), y
+            n, _, h, w = x.shape
+            draws = self.augment.draw(n, h, w, make_generator("augment", self.seed, step))
+        return RawBatch(x, y, draws)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x float32 normalized (N,C,H,W), y int64 (N)) of global step `step`, on the CPU."""
+        raw = self.raw(step)
+        return self.preprocess(raw), raw.y
 
     def iter_from(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless batches step, step + 1, ... (iteration-based training decides when to stop)."""
@@ -94,9 +111,26 @@ class BatchStream:
         return self.iter_from(self.start_step)
 
 
+def eval_batch_count(dataset: ImageDataset, batch_size: int) -> int:
+    """How many evaluation batches cover `dataset` (the last may be smaller)."""
+    return -(-len(dataset) // batch_size)
+
+
+def eval_raw_batch(dataset: ImageDataset, batch_size: int, i: int) -> RawBatch:
+    """Evaluation batch i: samples i*batch_size.. in index order, as stored, not augmented."""
+    start = i * batch_size
+    x, y = _get_batch(dataset, torch.arange(start, min(start + batch_size, len(dataset))), "user-transforms-eval", start)
+    return RawBatch(x, y)
+
+
+def eval_raw_batches(dataset: ImageDataset, batch_size: int) -> Iterator[RawBatch]:
+    """Every sample once in index order, as stored, not augmented; the last batch may be smaller."""
+    for i in range(eval_batch_count(dataset, batch_size)):
+        yield eval_raw_batch(dataset, batch_size, i)
+
+
 def eval_batches(dataset: ImageDataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every sample once in index order, normalized, not augmented; the last batch may be smaller."""
-    n = len(dataset)
-    for start in range(0, n, batch_size):
-        raw, y = dataset.get_batch(torch.arange(start, min(start + batch_size, n)))
-        yield normalize(to_unit(raw), dataset), y
+    """Every sample once in index order, normalized, not augmented (CPU); the last batch may be smaller."""
+    preprocess = Preprocess(dataset.mean, dataset.std)
+    for raw in eval_raw_batches(dataset, batch_size):
+        yield preprocess(raw), raw.y

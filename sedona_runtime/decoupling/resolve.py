@@ -47,18 +47,33 @@ def load_decoupling(path_or_name: str) -> Decoupling:
         dec.origin = f"shipped decoupling {shipped.name}"
         return dec
     if is_spec(path_or_name):
-        raise SedonaError(f"{path_or_name!r} is built for a model: use resolve_decoupling(spec, arch, num_layers)")
+        if path_or_name != "backprop":
+            _method_and_k(path_or_name)  # a malformed spec says what is wrong with it
+        raise SedonaError(f"decoupling {path_or_name!r} is built for a given network, not read from a file: "
+                          "name the architecture too (--arch)")
     raise SedonaError(
         f"{path_or_name}: no such decoupling file, and not a shipped name (shipped: {', '.join(list_shipped())}; "
         f"also backprop, dgl:K, predsim:K, sedona:K)"
     )
 
 
-def _parse_k(spec: str, text: str, num_layers: int) -> int:
+def _method_and_k(spec: str) -> tuple[str, int]:
+    """(method, K) of a NAME:K spec; SedonaError for an unknown method or a K that is not an integer."""
+    m = _KSPEC.match(spec)
+    if m is None:
+        raise SedonaError(f"decoupling {spec!r}: expected backprop, dgl:K, predsim:K or sedona:K")
+    name, text = m.group("name"), m.group("k")
+    if name not in BASELINE_HEADS and name != "sedona":
+        raise SedonaError(f"decoupling {spec!r}: unknown method {name!r} (known: dgl, predsim, sedona)")
     try:
-        k = int(text)
+        return name, int(text)
     except ValueError:
-        raise SedonaError(f"decoupling {spec!r}: K must be an integer, got {text!r}") from None
+        raise SedonaError(f"decoupling {spec!r}: K must be a whole number of blocks (e.g. {name}:4), "
+                          f"got {text!r}") from None
+
+
+def _parse_k(spec: str, num_layers: int) -> int:
+    k = _method_and_k(spec)[1]
     if not 1 <= k <= num_layers:
         raise SedonaError(f"decoupling {spec!r}: K must be in 1..{num_layers} (the model's number of layers)")
     return k
@@ -91,14 +106,12 @@ def resolve_decoupling(spec: str, arch: str, num_layers: int, *, allow_retarget:
         raise SedonaError("decoupling: expected a file, a shipped name, backprop, dgl:K, predsim:K or sedona:K")
     if spec == "backprop":
         dec = backprop_decoupling(arch, num_layers)
-    elif (m := _KSPEC.match(spec)) and not Path(spec).is_file():
-        name = m.group("name")
+    elif _KSPEC.match(spec) and not Path(spec).is_file():
+        name, k = _method_and_k(spec)[0], _parse_k(spec, num_layers)
         if name in BASELINE_HEADS:
-            dec = baseline_decoupling(name, arch, num_layers, _parse_k(spec, m.group("k"), num_layers))
-        elif name == "sedona":
-            dec = sedona_decoupling(arch, num_layers, _parse_k(spec, m.group("k"), num_layers))
+            dec = baseline_decoupling(name, arch, num_layers, k)
         else:
-            raise SedonaError(f"decoupling {spec!r}: unknown method {name!r} (known: dgl, predsim, sedona)")
+            dec = sedona_decoupling(arch, num_layers, k)
     else:
         dec = load_decoupling(spec)
         if allow_retarget:

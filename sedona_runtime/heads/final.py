@@ -1,4 +1,4 @@
-"""The networks' own classifiers, as Heads: global pool + FC (ResNets, small nets) and VGG's MLP."""
+"""The networks' own classifiers, as Heads: global pool + FC (ResNets, small nets), VGG's MLP, a user's modules."""
 from __future__ import annotations
 
 import torch
@@ -41,3 +41,11 @@ class MLPHead(Head):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.maxpool(x)), 1))
+
+
+class SequentialHead(nn.Sequential, Head):
+    """A user network's own classifier: its modules applied in order (an nn.Sequential that is a Head).
+
+    Wrapping keeps the modules themselves (and their names when given as an OrderedDict), so the
+    wrapped network computes exactly what the original does and shares its parameters.
+    """

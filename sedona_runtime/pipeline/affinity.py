@@ -54,13 +54,17 @@ def parse_devices(spec: str, count: int) -> list[str] | None:
             raise SedonaError("--devices cuda: no CUDA device is available on this machine")
         return None
     items = [s.strip() for s in spec.split(",") if s.strip()]
+    for dev in items:  # what each entry names first: a typo is not a length problem
+        try:
+            torch.device(dev)
+        except RuntimeError:
+            example = ",".join(f"cuda:{i}" for i in range(count))
+            raise SedonaError(f"--devices: {dev!r} is not a device: use auto, cpu, cuda, or a comma list with one "
+                              f"device per block (cpu or cuda:N, e.g. {example})") from None
     if len(items) != count:
         raise SedonaError(f"--devices lists {len(items)} device(s) but the pipeline has {count} blocks")
     for dev in items:
-        try:
-            d = torch.device(dev)
-        except RuntimeError:
-            raise SedonaError(f"--devices: {dev!r} is not a device name (use cpu, cuda or cuda:N)") from None
+        d = torch.device(dev)
         if d.type == "cuda":
             index = 0 if d.index is None else d.index
             if index >= ncuda:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from sedona_runtime.pipeline.channel import EndOfStream, PeerError
+from sedona_runtime.pipeline.channel import ChannelError, EndOfStream, PeerError
 from sedona_runtime.pipeline.stop import STOP, StopSignal
 
 
@@ -18,11 +18,18 @@ class _End:
         return "END"
 
 
-class _Error:
-    """An upstream error stored in the queue."""
+class Failure:
+    """An upstream process's error, sent down the channel in place of an item (get raises PeerError)."""
 
     def __init__(self, origin: str, message: str) -> None:
         self.origin, self.message = origin, message
+
+
+class Broken:
+    """The transport itself failed while receiving (get raises ChannelError)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 END = _End()
@@ -81,6 +88,7 @@ class BoundedQueue:
         with self._cond:
             self._stop.wait_for(lambda: bool(self._items), timeout, "the next item", cond=self._cond)
             item = self._items.popleft()
+            self._cond.notify_all()  # a receiver thread may wait for room (wait_room)
             admit = None
             if self._waiting and len(self._items) < self.depth:
                 nxt, admit = self._waiting.popleft()
@@ -89,9 +97,17 @@ class BoundedQueue:
             admit.set_result(None)
         if item is END:
             raise EndOfStream()
-        if isinstance(item, _Error):
+        if isinstance(item, Failure):
             raise PeerError(item.origin, item.message)
+        if isinstance(item, Broken):
+            raise ChannelError(item.message)
         return item
+
+    def wait_room(self, timeout: float, what: str) -> None:
+        """Block until one more put would be admitted at once (a receiver thread posts its next receive)."""
+        with self._cond:
+            self._stop.wait_for(lambda: len(self._items) + len(self._waiting) < self.depth, timeout, what,
+                                cond=self._cond)
 
     def qsize(self) -> int:
         with self._cond:

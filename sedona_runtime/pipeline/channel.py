@@ -34,8 +34,8 @@ class SendChannel(abc.ABC):
     """The sending end of a bounded FIFO channel.
 
     The block loop (worker.Stage.loop) and the coordinator's feed use only these two interfaces;
-    rpc_channel.py implements them over torch.distributed.rpc, and a c10d send/recv transport
-    would implement the same two classes without touching the blocks.
+    rpc_channel.py implements them over torch.distributed.rpc queues, p2p_channel.py over c10d
+    point-to-point send/recv (gloo, NCCL between GPUs). transport.py picks one.
 
     `put` may return before the receiver has the item (a bounded window of unacknowledged puts
     keeps the sender busy while the transfer completes), but never lets more than the receiver's
@@ -45,8 +45,12 @@ class SendChannel(abc.ABC):
     last_wait_s: float = 0.0  # how long the last put waited for the receiver (backpressure), for the meters
 
     @abc.abstractmethod
-    def put(self, item: Any, timeout: float) -> None:
-        """Send `item`; raise ChannelTimeout if it is not accepted within `timeout` seconds."""
+    def put(self, item: Any, timeout: float, ready: Any = None) -> None:
+        """Send `item`; raise ChannelTimeout if it is not accepted within `timeout` seconds.
+
+        `ready`: for CUDA tensors, a CUDA event after which the producer has written them (None: all
+        work enqueued on the current stream so far). The caller may free or reuse nothing it put.
+        """
 
     @abc.abstractmethod
     def close(self, timeout: float) -> None:
@@ -71,3 +75,6 @@ class RecvChannel(abc.ABC):
     @abc.abstractmethod
     def qsize(self) -> int:
         """Items waiting in the queue now (for the live display)."""
+
+    def close(self) -> None:
+        """Release what the channel holds in this process (its queue name, its receiving thread)."""

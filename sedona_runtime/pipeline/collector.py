@@ -7,10 +7,13 @@ from collections import defaultdict
 
 from sedona_runtime.pipeline.channel import Aborted, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.messages import Report
-from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
+from sedona_runtime.pipeline.channel import RecvChannel
+from sedona_runtime.pipeline.eval_rounds import EvalRounds
 
-# When several things go wrong at once, the root cause is reported: a process that died beats a
-# block that raised, which beats a missed heartbeat, which beats the channel errors they cause.
+# When several things go wrong at once, the root cause is reported: a process killed by a signal beats
+# a block's own error (an exception, or one of its bounded waits timing out), which beats a process
+# that merely exited with an error code (it exits after reporting its error), which beats a missed
+# heartbeat, which beats the channel errors they cause.
 DIED, RAISED, EXITED, SILENT, CHANNEL = 0, 1, 2, 3, 4
 _GRACE_S = 0.5  # after the first failure, wait this long for a more telling one
 
@@ -18,13 +21,16 @@ _GRACE_S = 0.5  # after the first failure, wait this long for a more telling one
 class Collector:
     """Thread-safe store of what the blocks reported, fed by a thread draining the inbox."""
 
-    def __init__(self, inbox: RpcRecvChannel, blocks: int) -> None:
+    def __init__(self, inbox: RecvChannel, blocks: int) -> None:
         self.inbox, self.K = inbox, blocks
         self.lock = threading.Condition()
         self.metrics: dict[int, dict] = {}                       # latest stats per block
         self.metrics_by_step: dict[int, dict[int, dict]] = defaultdict(dict)
         self.saved: dict[int, set[int]] = defaultdict(set)
-        self.snapshots: dict[int, dict[int, dict]] = defaultdict(dict)
+        self.candidates: dict[int, set[int]] = defaultdict(set)   # step -> blocks that wrote their weights
+        self.rounds = EvalRounds(blocks)                             # evaluation logits, counted as they come
+        self.ready: set[int] = set()                              # blocks built and connected
+        self.last_report = time.monotonic()                       # when anything last arrived (progress)
         self.finals: dict[int, dict] = {}
         self.final_steps: dict[int, int] = {}
         self.timelines: dict[int, list] = {}                     # block -> [(step, start, end)] when asked
@@ -78,13 +84,18 @@ class Collector:
 
     def _record(self, r: Report) -> None:
         with self.lock:
-            if r.kind == "metrics":
+            self.last_report = time.monotonic()
+            if r.kind == "ready":
+                self.ready.add(r.block)
+            elif r.kind == "metrics":
                 self.metrics[r.block] = r.data
                 self.metrics_by_step[r.step][r.block] = r.data
             elif r.kind == "saved":
                 self.saved[r.step].add(r.block)
-            elif r.kind == "snapshot":
-                self.snapshots[r.step][r.block] = r.data
+            elif r.kind == "candidate":
+                self.candidates[r.step].add(r.block)
+            elif r.kind == "logits":
+                self.rounds.add(r.block, r.step, r.data)
             elif r.kind == "final":
                 self.finals[r.block] = r.data
                 self.final_steps[r.block] = r.step

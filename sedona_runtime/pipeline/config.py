@@ -7,6 +7,9 @@ from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.utils.errors import SedonaError
 
 
+START_TIMEOUT_S = 120.0  # at least this long for the processes to start, join and build their blocks
+
+
 @dataclass
 class PipelineConfig:
     """The pipeline trains exactly `train` (same seed, data order and steps as the single-process trainer)."""
@@ -23,6 +26,16 @@ class PipelineConfig:
     resume: bool = False
     port: int = 0                   # loopback port for the self-launched group (0: a free one)
     timeline: bool = False          # blocks record (step, start, end) wall-clock spans of every step (benchmarks)
+    transport: str = "rpc"          # activations between processes: "rpc" (RPC queues) | "p2p" (c10d send/recv)
+    device_maps: bool = False       # rpc: CUDA activations go GPU to GPU through TensorPipe device maps
+                                    # (else through pinned host memory)
+    iface: str | None = None        # network interface a multi-machine run listens on (one machine: loopback)
+
+    @property
+    def start_timeout(self) -> float:
+        """Bound on starting up (processes joining, building their block, loading a checkpoint): process
+        start-up is not a training step, so a short --timeout must not fail it."""
+        return max(self.timeout, START_TIMEOUT_S)
 
     def validate(self) -> None:
         checks = [
@@ -32,6 +45,7 @@ class PipelineConfig:
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
             (self.timeout > 0, f"--timeout must be > 0, got {self.timeout}"),
             (0 <= self.port < 65536, f"--port must be in 0..65535, got {self.port}"),
+            (self.transport in ("rpc", "p2p"), f"--transport must be rpc or p2p, got {self.transport!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -3,38 +3,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
-from sedona_runtime.pipeline.messages import Batch, Marker
-from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel, _short
-from sedona_runtime.pipeline.rpc_runtime import (Watchdog, abort_peers, block_name, coordinator_name, start_rpc,
-                                                 stop_rpc)
+from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker
+from sedona_runtime.pipeline.placement import sharing_notes
+from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
+                                              short)
+from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, use_interface
+from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
+from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc, stop_rpc
 from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.training.block import cosine_factor
-from sedona_runtime.training.display import Reporter, RunInfo
-from sedona_runtime.training.evaluate import EvalResult, evaluate
+from sedona_runtime.training.display import Reporter, RunInfo, network_line
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.io import atomic_torch_save
+from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
+from sedona_runtime.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-INBOX = "reports"
-_SETUP: dict | None = None   # what a block needs to build itself; set before the coordinator joins
-
-
-def _rpc_setup() -> dict:
-    """Runs on the coordinator: the resolved TrainConfig, input shape and resume step for a block."""
-    if _SETUP is None:
-        raise RuntimeError("the coordinator has no run set up")
-    return _SETUP
+TOKEN = ".pipeline-token"  # written by the coordinator, read by every block: do they share the run directory?
 
 
 class PipelineFailed(SedonaError):
@@ -49,51 +48,67 @@ class PipelineReporter(Reporter):
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
         """Called after every reporting interval with the latest BlockStats dict of each block."""
 
+    def note(self, line: str) -> None:
+        """Something the user should know that was learnt after start (e.g. blocks sharing a GPU)."""
+
 
 class Coordinator:
-    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed).
+    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed; its
+    model may live on the meta device: the coordinator never uses it).
 
-    Evaluation gathers the weights rather than asking the blocks to evaluate: at each validation
-    point a 'snapshot' marker travels down the pipe and every block sends its weights at exactly that
-    step; the coordinator loads them into its own copy of the blocks and runs training.evaluate (the
-    classifier and the auxiliary ensemble), the very code the single-process trainer runs, while the
-    blocks keep training. The test set is evaluated the same way on the final weights.
+    The coordinator feeds raw batches (as stored, with their augmentation draws) to block 1, which
+    preprocesses them on its device. Evaluation flows through the blocks: at each validation point a
+    'validate' marker and the validation batches travel down the pipe in order with the training
+    batches, so every block evaluates exactly the weights the single-process trainer has at that step;
+    each block reports its own head's logits and the coordinator only counts them (EvalRounds with the
+    trainer's ErrorCounter). The test split is evaluated the same way after the last step. The
+    coordinator holds no model, no weights and no GPU memory.
     """
 
-    def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, init_method: str,
+    def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, meeting: Meeting, store,
                  reporter: PipelineReporter | None = None,
                  child_failure: Callable[[], tuple[int, str] | None] | None = None,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, workers: int = 0) -> None:
         self.pcfg, self.parts, self.run_dir = pcfg, parts, run_dir
         self.cfg = parts.cfg
         self.K = pcfg.blocks
-        self.world_size, self.init_method = world_size, init_method
+        self.world_size, self.meeting, self.store = world_size, meeting, store
         self.reporter = reporter or PipelineReporter()
         self.child_failure = child_failure or (lambda: None)
         self.notes = list(notes or [])
         self.timeout = pcfg.timeout
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = getattr(torch, self.cfg.dtype)
-        for b in parts.blocks:
-            b.to(self.device, self.dtype)
+        self.workers = workers
         self.best_val: float | None = None
         self.best_step: int | None = None
+        self.last_val = None          # EvalResult of the last validation
+        self.test = None              # EvalResult of the test split, after the last step
+        self.counted: dict[int, float] = {}   # validation step -> top-1 error, until its candidate is settled
         self.start_step = 0
+        self.fed = 0
         self.peers = [block_name(i) for i in range(1, self.K + 1)]
+        self.transport = Transport(pcfg.transport, 0, self.K, depth=pcfg.queue_depth, window=pcfg.window,
+                                   timeout=pcfg.timeout)
 
     # -- setup ------------------------------------------------------------------------------------
     def connect(self) -> None:
-        global _SETUP
-        _SETUP = {"train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
-                  "resume_step": self.start_step or None}
+        """Join the group, hand every block the run's setup, open the feed to block 1."""
+        token = secrets.token_hex(16)
+        atomic_write_text(self.run_dir.path / TOKEN, token)
+        STATE.broker = broker = SetupBroker(self.K, {
+            "train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
+            "resume_step": self.start_step or None, "preprocess": self.preprocess,
+            "token": {"path": str(Path(self.run_dir.path).resolve() / TOKEN), "value": token}})
         self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
         self.collector = Collector(self.inbox, self.K)
+        use_interface(self.meeting.iface)
         done, err = threading.Event(), []
+
+        start = self.pcfg.start_timeout
 
         def _init() -> None:
             try:
-                start_rpc(coordinator_name(), 0, self.world_size, self.init_method, device=torch.device("cpu"),
-                          timeout=self.timeout)
+                start_rpc(COORDINATOR, 0, self.world_size, init_method_for(self.store), device=torch.device("cpu"),
+                          timeout=start)
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 err.append(exc)
             finally:
@@ -102,56 +117,86 @@ class Coordinator:
         # Joining is a barrier over all processes; a block that dies before joining would leave it
         # waiting forever, so the join runs aside while the launched processes are watched.
         threading.Thread(target=_init, name="rpc-init", daemon=True).start()
-        deadline = time.monotonic() + self.timeout
-        while not done.wait(0.1):
-            why = self.child_failure()
-            if why or time.monotonic() > deadline or STOP.is_set():
-                raise PipelineFailed(why[1] if why else STOP.reason or f"the {self.world_size - 1} block processes did not "
-                                     f"join within {self.timeout:.0f}s ({self.init_method})")
+        self._wait(done.is_set, f"the {self.world_size - 1} block processes did not join within {start:.0f}s", start)
         if err:
-            raise PipelineFailed(f"cannot join the RPC group at {self.init_method}: {_short(err[0])}")
+            raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
         self.collector.start()
-        self.out = RpcSendChannel(block_name(1), "input", self.pcfg.window)
         self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
+        self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
+        for line in sharing_notes(broker.setup["placements"]):
+            self.reporter.note(line)
+        # Building the blocks (and loading a resumed checkpoint) can fail: watch for that before the
+        # p2p transport's barrier, which would only time out.
+        self._wait(lambda: len(self.collector.ready) == self.K, f"not every block was built within {start:.0f}s",
+                   start)
+        self.transport.connect(broker.setup["placements"], self.store)
+        self.out = self.transport.output
+
+    def _wait(self, done: Callable[[], bool], timeout_message: str, timeout: float) -> None:
+        """Wait for `done()` while watching the launched processes, the blocks' reports and the stop signal."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            why = self.child_failure()
+            if why:
+                raise PipelineFailed(why[1])
+            if getattr(self, "collector", None) is not None and self.collector.failed():
+                self._check()
+            if STOP.is_set():
+                raise PipelineFailed(STOP.reason)
+            if time.monotonic() > deadline:
+                raise PipelineFailed(timeout_message)
+            time.sleep(0.05)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self, stream) -> dict:
         """Train to the end (or fail with PipelineFailed naming the block); returns the summary."""
         t_start = time.perf_counter()
         connected = False
-        notes = [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes
+        notes = ([network_line(self.cfg, self.parts.bundle.input_shape)]
+                 + [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes)
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
-                                    f"{self.K} processes", notes))
+                                    f"{self.K} processes ({self.pcfg.transport} transport)", notes))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
-        # While the blocks train, they own the cores. The coordinator's work (batch assembly,
-        # validation) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and,
-        # measured on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md). Capped even with
-        # a GPU here: the blocks may still be CPU blocks (--devices cpu).
+        # While the blocks train, they own the cores. The coordinator's work (reading batches, counting
+        # logits) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and, measured
+        # on 2 cores, slowed the blocks by 3-55% (benchmarks/README.md).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        try:
-            self.connect()
-            connected = True
-            self.feed(stream)
-            self.drain()
-        except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
-            why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
-            if connected:
+        # The first Ctrl-C / SIGTERM stops the feed at a step boundary; that step is checkpointed by every
+        # block and committed before the run ends. A second one aborts at once.
+        with deferred_stop(self._stop_requested) as stop:
+            try:
+                plan = self.plan()
+                batches = self.read_ahead(stream, plan)
+                self.connect()
+                connected = True
+                last = self.feed(plan, batches, stop)
+                self.drain(last)
+            except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
+                why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
                 self._abort(exc)
-            if why is None and isinstance(exc, KeyboardInterrupt):
+                if why is None and isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise PipelineFailed(why or str(exc)) from None
+            except BaseException as exc:  # a bug here: still stop every block before propagating
+                self._abort(exc)
                 raise
-            raise PipelineFailed(why or str(exc)) from None
-        except BaseException as exc:  # a bug here: still stop every block before propagating
-            if connected:
-                self._abort(exc)
-            raise
-        finally:
-            torch.set_num_threads(threads)  # the blocks are done: the test evaluation may use every core
-            if getattr(self, "inbox", None) is not None:
-                self.inbox.unregister()  # free the queue name: the registry is per process, not per run
+            finally:
+                torch.set_num_threads(threads)  # the caller's setting again
+                if getattr(self, "inbox", None) is not None:
+                    self.inbox.close()  # free the queue name: the registry is per process, not per run
+                STATE.reset()
+        if last < self.cfg.steps:  # stopped on request: the committed checkpoint is the result
+            raise Interrupted(f"interrupted ({stop.name}) after step {last} of {self.cfg.steps}: checkpoint of step "
+                              f"{last} committed in {self.run_dir.checkpoints}; continue with --resume --out "
+                              f"{self.run_dir.path}", exit_code=stop.exit_code)
         wall = time.perf_counter() - t_start
         return self.finish(wall)
+
+    def _stop_requested(self, request: StopRequest) -> None:
+        self.reporter.note(f"{request.name}: stopping at the next step boundary (step {self.fed} fed) and committing "
+                           "a checkpoint there (a second Ctrl-C stops at once, without it)")
 
     def _root_cause(self, exc: BaseException) -> str:
         if isinstance(exc, PipelineFailed):
@@ -165,6 +210,9 @@ class Coordinator:
         return str(exc)
 
     def _abort(self, exc: BaseException) -> None:
+        """Tell every block to stop and leave the group (before joining, the launcher reaps the processes)."""
+        if getattr(self, "watchdog", None) is None:
+            return
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "the run failed"
         self.watchdog.stop()
         abort_peers(self.peers, reason)
@@ -176,57 +224,116 @@ class Coordinator:
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
 
-    def feed(self, stream) -> None:
+    @property
+    def preprocess(self):
+        """What block 1 applies to the raw batches it gets (data.Preprocess: scaling, augmentation, norm)."""
+        from sedona_runtime.data import Preprocess
+
+        train = self.parts.bundle.train
+        return Preprocess(train.mean, train.std, self.parts.bundle.augment)
+
+    def plan(self) -> list:
+        """Every batch the run feeds, in order (data.feeder.Task): the training steps, with the validation
+        rounds at the single-process trainer's points, then the final validation and the test round."""
+        from sedona_runtime.data.feeder import Task, eval_tasks
+
+        cfg, total, bundle = self.cfg, self.cfg.steps, self.parts.bundle
+        tasks = []
+        for step in range(self.start_step, total):
+            tasks.append(Task("train", step))
+            s = step + 1
+            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
+                tasks += eval_tasks("val", s, bundle.val, cfg.eval_batch_size)
+        return (tasks + eval_tasks("val", total, bundle.val, cfg.eval_batch_size)
+                + eval_tasks("test", total, bundle.test, cfg.eval_batch_size))
+
+    def read_ahead(self, stream, plan: list):
+        """The plan's raw batches, decoded ahead by `workers` processes that start now (while blocks start)."""
+        from sedona_runtime.data.feeder import read_ahead
+
+        bundle = self.parts.bundle
+        return read_ahead(plan, stream=stream, splits={"val": bundle.val, "test": bundle.test},
+                          eval_batch_size=self.cfg.eval_batch_size, workers=self.workers)
+
+    def feed(self, plan: list, batches, stop: StopRequest | None = None) -> int:
+        """Feed the plan (or, once `stop` was requested, stop at a step boundary); the last step fed.
+
+        Batches leave raw (uint8 as stored, with their augmentation draws). A validation round starts
+        with a 'validate' marker; a checkpoint marker follows a step's validation, as in the trainer.
+        The feed ends with a checkpoint marker for the last step fed, so the run always ends on a
+        committed checkpoint, interrupted or not.
+        """
         cfg, total = self.cfg, self.cfg.steps
         self.fed = self.start_step
-        for step in range(self.start_step, total):
-            self._check()
-            x, y = stream.batch(step)
-            self.out.put(Batch(step, x, y), self.timeout)
-            s = self.fed = step + 1
-            # Same points as the single-process trainer: validate, then checkpoint, both before the last step.
-            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
-                self.out.put(Marker("snapshot", s), self.timeout)
-            if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
-                self.out.put(Marker("checkpoint", s), self.timeout)
+        saved = pending = None
+        for task, raw in zip(plan, batches):
+            if task.split == "train":
+                if pending is not None:  # the checkpoint of the step before (after its validation)
+                    self.out.put(Marker("checkpoint", pending), self.timeout)
+                    saved, pending = pending, None
+                if stop is not None and stop.is_set():
+                    break
+                self._check()
+                self.out.put(Batch(task.step, raw.x, raw.y, raw.draws, raw=True), self.timeout)
+                s = self.fed = task.step + 1
+                if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
+                    pending = s
+            else:
+                if task.split == "val" and task.index == 0:
+                    self.out.put(Marker("validate", task.step), self.timeout)
+                self.out.put(EvalBatch(task.split, task.step, task.index, task.count, raw.x, raw.y, raw=True),
+                             self.timeout)
+                self._check()
             self.service()
-        self.out.put(Marker("checkpoint", total), self.timeout)
+        if saved != self.fed or self.fed == total:
+            self.out.put(Marker("checkpoint", self.fed), self.timeout)
         self.out.close(self.timeout)
+        return self.fed
 
-    def drain(self) -> None:
-        """Wait (bounded) for every block's final weights and the last checkpoint; release the blocks."""
-        total = self.cfg.steps
-        deadline = time.monotonic() + self.timeout
+    def drain(self, last: int) -> None:
+        """Wait (bounded) for every block's end, the checkpoint of step `last` and every evaluation round;
+        release the blocks."""
+        c = self.collector
         while True:
             self._check()
             self.service()
-            with self.collector.lock:
-                if len(self.collector.finals) == self.K and not self.collector.saved.get(total, set()) ^ set(
-                        range(1, self.K + 1)):
+            with c.lock:
+                if (len(c.finals) == self.K and not c.saved.get(last, set()) ^ set(range(1, self.K + 1))
+                        and not c.rounds.busy() and not self.counted):
                     break
-                self.collector.lock.wait(0.05)
-            if time.monotonic() > deadline:
-                raise PipelineFailed(f"blocks did not finish within {self.timeout:.0f}s")
+                c.lock.wait(0.05)
+                silent = time.monotonic() - c.last_report
+            if silent > self.timeout:  # bounded by progress: the last evaluation rounds may take long
+                raise PipelineFailed(f"the blocks reported nothing for {self.timeout:.0f}s while finishing")
         self.service()
-        self.commit(total)
+        self.commit(last)
         self.watchdog.stop()
-        from sedona_runtime.pipeline.worker import _rpc_release
-        import torch.distributed.rpc as rpc
-
         for peer in self.peers:
-            rpc.rpc_sync(peer, _rpc_release, timeout=10.0)
+            rpc.rpc_sync(peer, rpc_release, timeout=10.0)
         self.collector.stop()
         stop_rpc(graceful=True, timeout=30.0)
+        self.transport.close(graceful=True)
+        (self.run_dir.path / TOKEN).unlink(missing_ok=True)
 
     # -- periodic work on the coordinator thread ----------------------------------------------------
     def service(self) -> None:
         c = self.collector
-        for step in sorted(c.snapshots):
-            states = c.pop_complete(c.snapshots, step)
-            if states is not None:
-                self.validate(step, states)
+        with c.lock:
+            finished = c.rounds.pop_done()
+        for split, step, result in finished:
+            if split == "val":
+                self.validated(step, result)
+            else:
+                self.test = result
+        for step in sorted(self.counted):  # a counted validation whose blocks all wrote their weights
+            if c.pop_complete(c.candidates, step) is not None:
+                err = self.counted.pop(step)
+                if step == self.best_step:
+                    ckpt.promote_best(self.run_dir.checkpoints, step, self.K, err)
+                else:
+                    ckpt.drop_candidate(self.run_dir.checkpoints, step)
         for step in sorted(c.saved):
-            if step != self.cfg.steps and c.pop_complete(c.saved, step) is not None:
+            if step != self.fed and c.pop_complete(c.saved, step) is not None:
                 self.commit(step)
         for step in sorted(c.metrics_by_step):
             stats = c.pop_complete(c.metrics_by_step, step)
@@ -242,40 +349,29 @@ class Coordinator:
         lr = cfg.lr * cosine_factor(step - 1, cfg.steps, cfg.final_lr / cfg.lr)
         rate = min(s["samples_per_s"] for s in ordered)  # a pipeline runs at its slowest block's pace
         self.run_dir.log({"step": step, "loss": [s["loss"] for s in ordered], "lr": lr, "samples_per_s": rate,
-                      "blocks": ordered})
+                          "blocks": ordered})
         self.reporter.blocks(self.fed, cfg.steps, dict(self.collector.metrics))
 
-    def _load(self, states: dict[int, dict]) -> None:
-        for i, block in enumerate(self.parts.blocks, start=1):
-            block.load_state_dict(states[i])
+    def validated(self, step: int, result) -> None:
+        """A validation round is counted: log it, track the best (its weights are promoted once written)."""
+        from sedona_runtime.training.evaluate import eval_record
 
-    def evaluate(self, dataset) -> EvalResult:
-        from sedona_runtime.data import eval_batches
-
-        return evaluate(self.parts.blocks, eval_batches(dataset, self.cfg.eval_batch_size), self.device, self.dtype)
-
-    def validate(self, step: int, states: dict[int, dict]) -> float | None:
-        """Validation error of the weights at `step`; best.pt like the single-process trainer's."""
-        val = self.parts.bundle.val
-        if val is None or len(val) == 0:
-            return None
-        self._load(states)
-        err = self.evaluate(val).top1_error
-        self.run_dir.log({"step": step, "val_top1_error": err})
+        self.last_val = result
+        err = result.top1_error
+        self.run_dir.log({"step": step, **eval_record(result, "val")})
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, step
-            atomic_torch_save(self.run_dir.best_weights, {"step": step, "val_error": err,
-                                                      "blocks": [b.state_dict() for b in self.parts.blocks]})
+        self.counted[step] = err
         self.reporter.validated(step, err, self.best_val)
-        return err
 
     def finish(self, wall: float) -> dict:
         c, total, cfg = self.collector, self.cfg.steps, self.cfg
         bad = {i: s for i, s in c.final_steps.items() if s != total}
         if bad:
             raise PipelineFailed(f"blocks ended at steps {bad}, expected {total}")
-        self.validate(total, c.finals)
-        test = self.evaluate(self.parts.bundle.test)
+        if self.test is None:
+            raise PipelineFailed("the test evaluation did not complete")
+        test = self.test
         stats = [c.metrics.get(i, {}) for i in range(1, self.K + 1)]
         train_s = max((s.get("total_busy_s", 0.0) + s.get("total_wait_in_s", 0.0) for s in stats), default=0.0)
         summary = {
@@ -290,12 +386,16 @@ class Coordinator:
             "train_time_s": train_s,
             "samples_per_s": (total - self.start_step) * cfg.batch_size / max(wall, 1e-9),
             "peak_memory_bytes": [s.get("peak_memory", 0) for s in stats],
+            "peak_reserved_bytes": [s.get("peak_reserved", 0) for s in stats],
             # Each block reports its own kind; a run mixing CPU and GPU blocks has no single label.
             "peak_memory_kind": _one_kind([s.get("memory_kind", "") for s in stats]),
             "device": "pipeline",
-            "pipeline": {"blocks": stats, "queue_depth": self.pcfg.queue_depth, "window": self.pcfg.window,
-                         "world_size": self.world_size, "resumed_from": self.start_step or None},
+            "pipeline": {"blocks": stats, "transport": self.pcfg.transport, "queue_depth": self.pcfg.queue_depth,
+                         "window": self.pcfg.window, "world_size": self.world_size,
+                         "resumed_from": self.start_step or None},
         }
+        if self.last_val is not None:
+            summary["val"] = dataclasses.asdict(self.last_val)
         if c.timelines:
             summary["pipeline"]["timeline"] = {str(i): [list(x) for x in c.timelines[i]] for i in sorted(c.timelines)}
         self.run_dir.write_summary(summary)

@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import os
-import signal
 import pickle
-import socket
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sedona_runtime.pipeline import checkpoints as ckpt
-from sedona_runtime.pipeline.affinity import available_cores, core_sets, parse_devices, resolve_device
+from sedona_runtime.pipeline import queue_budget, rendezvous
+from sedona_runtime.pipeline.affinity import parse_devices
 from sedona_runtime.pipeline.collector import DIED, EXITED
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import Coordinator, PipelineFailed, PipelineReporter
-from sedona_runtime.pipeline.worker import Placement, run_stage
+from sedona_runtime.pipeline.placement import Placement, local_placements, place_block
+from sedona_runtime.pipeline.rendezvous import Meeting
+from sedona_runtime.pipeline.worker import run_stage
 from sedona_runtime.training.config import resolve_defaults
 from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.interrupt import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -54,51 +57,10 @@ def check_world(pcfg: PipelineConfig, world: World) -> str:
                       f"{k} blocks itself) or {k + 1} (rank 0 coordinator + one per block)")
 
 
-def check_port(port: int) -> int:
-    """A free loopback port: `port` itself (SedonaError when taken) or, for 0, one the OS picks."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise SedonaError(f"--port {port} is already in use on this machine; pick another or 0") from None
-            raise SedonaError(f"cannot use --port {port}: {exc.strerror or exc}") from None
-        return s.getsockname()[1]
-
-
 def resolve(pcfg: PipelineConfig) -> PipelineConfig:
     """Validate the pipeline settings and fill the training defaults (exactly as the single-process trainer)."""
     pcfg.validate()
     return dataclasses.replace(pcfg, train=resolve_defaults(pcfg.train))
-
-
-def _placements(pcfg: PipelineConfig, explicit: list[str] | None) -> list[Placement]:
-    """Ranks 1..K on this machine: block i on device slot i-1 and its own core set."""
-    devices = [str(resolve_device(pcfg.devices, i, explicit)) for i in range(pcfg.blocks)]
-    cores = core_sets(pcfg.blocks)
-    out = []
-    for i in range(pcfg.blocks):
-        maps = None
-        if i + 1 < pcfg.blocks and devices[i].startswith("cuda") and devices[i + 1].startswith("cuda"):
-            maps = {f"block{i + 2}": {devices[i]: devices[i + 1]}}
-        out.append(Placement(rank=i + 1, device=devices[i], cores=cores[i], threads=pcfg.threads, device_maps=maps))
-    return out
-
-
-def _torchrun_placement(pcfg: PipelineConfig, world: World, explicit: list[str] | None) -> Placement:
-    """This block's placement from its torchrun local rank (device maps only within one machine)."""
-    slot = world.local_rank
-    if explicit is not None:
-        device = explicit[world.rank - 1]
-    else:
-        device = str(resolve_device(pcfg.devices, slot))
-    cores = core_sets(world.local_size)[slot]
-    maps = None
-    if world.local_size == world.size and world.rank < pcfg.blocks and device.startswith("cuda"):
-        nxt = explicit[world.rank] if explicit is not None else str(resolve_device(pcfg.devices, slot + 1))
-        if nxt.startswith("cuda"):
-            maps = {f"block{world.rank + 1}": {device: nxt}}
-    return Placement(rank=world.rank, device=device, cores=cores, threads=pcfg.threads, device_maps=maps)
 
 
 def child_entry() -> int:
@@ -109,9 +71,9 @@ def child_entry() -> int:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    pcfg, index, world_size, init_method, place = pickle.load(sys.stdin.buffer)
+    pcfg, index, world_size, meeting, place = pickle.load(sys.stdin.buffer)
     logging.basicConfig(level=logging.WARNING, format=f"[block{index}] %(levelname)s %(name)s: %(message)s")
-    code = run_stage(pcfg, index, world_size, init_method, place)
+    code = run_stage(pcfg, index, world_size, meeting, place)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: the RPC agent is already stopped
@@ -127,12 +89,12 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, pcfg: PipelineConfig, init_method: str, places: list[Placement]) -> None:
+    def start(self, pcfg: PipelineConfig, meeting: Meeting, places: list[Placement]) -> None:
         code = "import sys; from sedona_runtime.pipeline.launcher import child_entry; sys.exit(child_entry())"
         for i, place in enumerate(places, start=1):
             p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
             self.procs.append(p)
-            p.stdin.write(pickle.dumps((pcfg, i, pcfg.blocks + 1, init_method, place)))
+            p.stdin.write(pickle.dumps((pcfg, i, pcfg.blocks + 1, meeting, place)))
             p.stdin.close()
 
     def pids(self) -> list[int]:
@@ -178,47 +140,75 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
 
     `overwrite` replaces a previous run in the output directory (its checkpoints, metrics, summary).
     """
-    from sedona_runtime.training.greedy import build_parts, make_stream
+    from sedona_runtime.training.greedy import build_parts
     from sedona_runtime.training.run_dir import RunDir
 
     world = world or World.from_env()
     mode = check_world(pcfg, world)
     pcfg = resolve(pcfg)
     explicit = parse_devices(pcfg.devices, pcfg.blocks)
+    if pcfg.iface:
+        rendezvous.check_interface(pcfg.iface)
     if world.rank != 0:
-        place = _torchrun_placement(pcfg, world, explicit)
-        return run_stage(pcfg, world.rank, world.size, "env://", place)
+        place = place_block(pcfg.devices, explicit, pcfg.threads, world.rank, world.local_rank, world.local_size)
+        return run_stage(pcfg, world.rank, world.size, Meeting(iface=pcfg.iface), place)
 
+    # Every process reads and writes the run directory by the coordinator's absolute path.
+    pcfg = dataclasses.replace(pcfg, train=dataclasses.replace(pcfg.train, out_dir=str(Path(pcfg.train.out_dir).absolute())))
     run = RunDir(pcfg.train.out_dir)
-    record = _prepare(run, pcfg.resume, overwrite)
-    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"))  # bad decoupling/data fail here
+    commit = run.checkpoints / ckpt.COMMIT
+    # Everything that can be refused is refused before the run directory is created or touched: the
+    # directory (another live run holds it, a finished run asked to resume), data, decoupling, the
+    # queues' memory, the port.
+    run.check(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit)
+    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True)  # the coordinator holds no weights
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
+    queue_budget.check(parts, pcfg.queue_depth, pcfg.window, parts.cfg.batch_size)
     resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
                 "data_note": getattr(parts.bundle, "note", ""),
                 "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
-    init_method = f"tcp://127.0.0.1:{check_port(pcfg.port)}" if mode == "spawn" else "env://"
-    if record is not None:
-        _check_resume(run, resolved)
+    listener = None
+    if mode == "spawn":  # one machine: everything listens on loopback only
+        listener = rendezvous.listen_loopback(pcfg.port)
+        meeting = Meeting(rendezvous.LOOPBACK, listener.getsockname()[1], rendezvous.loopback_interface())
     else:
-        run.write_config(resolved)
+        meeting = Meeting(iface=pcfg.iface)
+    try:
+        # The coordinator owns the run directory (its lock) until every block process is gone.
+        with run.prepare(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit):
+            if pcfg.resume:
+                record = ckpt.committed(run.checkpoints)
+                _check_resume(run, resolved)
+            else:
+                record = None
+                ckpt.remove_all(run.checkpoints)  # a replaced (--overwrite) pipeline run's checkpoints
+                run.write_config(resolved)
+            places = local_placements(pcfg.devices, explicit, pcfg.threads, pcfg.blocks) if mode == "spawn" else []
+            return _coordinate(pcfg, parts, run, record, meeting, listener, world, places, reporter)
+    finally:
+        if listener is not None:
+            listener.close()  # a no-op once the store took it over
+
+
+def _coordinate(pcfg: PipelineConfig, parts, run, record: dict | None, meeting: Meeting, listener, world: World,
+                places: list[Placement], reporter: PipelineReporter | None) -> dict:
+    """Start the self-launched blocks (`places`; none under torchrun) and drive the run; always reap them."""
+    from sedona_runtime.training.greedy import data_workers, make_stream
 
     children = Children()
-    notes = []
-    places = _placements(pcfg, explicit) if mode == "spawn" else []
-    if places and all(p.device == "cpu" for p in places) and pcfg.blocks > len(available_cores()):
-        notes.append(f"{pcfg.blocks} blocks share {len(available_cores())} CPU cores round-robin: they run, "
-                     "but do not each get a core of their own")
-    coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, init_method, reporter, children.failure, notes)
-    if record is not None:
-        coord.start_step = int(record["step"])
-        coord.best_val, coord.best_step = record.get("best_val"), record.get("best_step")
-        run.truncate_metrics(coord.start_step)
     ok = False
     try:
-        if mode == "spawn":
-            children.start(pcfg, init_method, places)
+        store = (rendezvous.serve_store(listener, pcfg.blocks + 1, pcfg.timeout) if listener is not None
+                 else rendezvous.env_store(0, world.size, pcfg.timeout))
+        coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, meeting, store, reporter, children.failure,
+                            workers=data_workers(parts))
+        if record is not None:
+            coord.start_step = int(record["step"])
+            coord.best_val, coord.best_step = record.get("best_val"), record.get("best_step")
+            run.truncate_metrics(coord.start_step)
+        children.start(pcfg, meeting, places)
         try:
             summary = coord.run(make_stream(parts))
         except PipelineFailed as exc:
@@ -228,25 +218,11 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
             raise PipelineFailed(f"{exc}; {where}") from None
         ok = True
         return summary
+    except Interrupted:
+        ok = True  # a clean stop: the blocks were released and are leaving
+        raise
     finally:
         children.reap(30.0 if ok else 5.0)  # after a failure the blocks were told to stop
-
-
-def _prepare(run, resume: bool, overwrite: bool = False) -> dict | None:
-    """Check the run directory before anything starts; the committed checkpoint record when resuming."""
-    record = ckpt.committed(run.checkpoints) if run.checkpoints.is_dir() else None
-    if resume:
-        if record is None:
-            raise SedonaError(f"cannot resume: no committed pipeline checkpoint in {run.checkpoints}")
-        return record
-    if overwrite and record is not None:
-        ckpt.remove_all(run.checkpoints)
-        record = None
-    if record is not None:
-        raise SedonaError(f"output directory {run.path} already holds a run; "
-                          "pass --resume to continue it, --overwrite to replace it, or choose another --out")
-    run.prepare(resume=False, overwrite=overwrite)  # the single-process files (and their checks)
-    return None
 
 
 def _check_resume(run, resolved: dict) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -20,6 +21,7 @@ class BlockStats:
     busy_frac: float = 0.0      # busy / wall over the interval
     peak_memory: int = 0
     memory_kind: str = ""       # what peak_memory is: "process_rss" (CPU block) or "cuda_max_allocated"
+    peak_reserved: int = 0      # CUDA: peak bytes held by the caching allocator (0 on CPU)
     total_busy_s: float = 0.0
     total_wait_in_s: float = 0.0
     total_wait_out_s: float = 0.0
@@ -42,6 +44,7 @@ class BlockMeter:
         self._samples = 0
         self._busy = self._wait_in = self._wait_out = self._transfer = 0.0
         self._depth_sum, self._gets = 0, 0
+        self._loss: Any = None
 
     def waited_in(self, seconds: float, depth: int) -> None:
         self._wait_in += seconds
@@ -54,18 +57,20 @@ class BlockMeter:
         self._wait_out += seconds
         self._transfer += transfer
 
-    def trained(self, seconds: float, loss: float, samples: int, step: int,
-                phases: dict[str, float] | None = None) -> None:
+    def trained(self, seconds: float, loss: Any, samples: int, step: int,
+                phases: dict[str, float] | None = None, phase_steps: int | None = None) -> None:
+        """One training step: `seconds` busy, its `loss` (a float, or a 0-dim tensor read at `report`),
+        `phases` summed over `phase_steps` steps (default: 1 when phases are given)."""
         self._busy += seconds
         for k, v in (phases or {}).items():
             self.stats.phase_s[k] = self.stats.phase_s.get(k, 0.0) + v
-        if phases:
-            self.stats.phase_steps += 1
+        self.stats.phase_steps += phase_steps if phase_steps is not None else (1 if phases else 0)
         self._samples += samples
-        self.stats.loss = loss
+        self._loss = loss
         self.stats.step = step
 
-    def report(self, peak_memory: int = 0) -> BlockStats:
+    def report(self, peak_memory: int | dict = 0) -> BlockStats:
+        """Close the interval: its BlockStats. `peak_memory`: bytes, or {"peak": bytes, "reserved": bytes}."""
         now = time.perf_counter()
         dt = max(now - self._t0, 1e-9)
         s = self.stats
@@ -79,7 +84,12 @@ class BlockMeter:
         s.total_wait_out_s += self._wait_out
         s.total_transfer_s += self._transfer
         s.queue_depth_mean = self._depth_sum / max(1, self._gets)
-        s.peak_memory = peak_memory
+        if self._loss is not None:
+            s.loss = float(self._loss)
+        if isinstance(peak_memory, dict):
+            s.peak_memory, s.peak_reserved = int(peak_memory["peak"]), int(peak_memory.get("reserved", 0))
+        else:
+            s.peak_memory = int(peak_memory)
         out = BlockStats(**asdict(s))
         self._t0, self._steps0, self._samples = now, s.step, 0
         self._busy = self._wait_in = self._wait_out = self._transfer = 0.0

@@ -1,9 +1,9 @@
-"""Channels over torch.distributed.rpc: a bounded queue owned by the receiver, fed by async puts."""
+"""Channels over torch.distributed.rpc: a bounded queue owned by the receiver, fed by asynchronous puts."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import itertools
-import os
 import threading
 import time
 from typing import Any
@@ -11,102 +11,90 @@ from typing import Any
 import torch
 import torch.distributed.rpc as rpc
 
-from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, _Error
+from sedona_runtime.pipeline import cuda_handoff
+from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, Failure
 from sedona_runtime.pipeline.channel import ChannelError, RecvChannel, SendChannel
+from sedona_runtime.pipeline.protocol import STATE, rpc_put, short
 from sedona_runtime.pipeline.stop import STOP
 
-# Queues owned by this process, by name. RPC handlers look them up; they only ever enqueue.
-_QUEUES: dict[str, BoundedQueue] = {}
-_QUEUES_LOCK = threading.Lock()
 _SENDER_IDS = itertools.count()
 
 
-@rpc.functions.async_execution
-def _rpc_put(queue: str, sender: str, seq: int, item: Any) -> torch.futures.Future:
-    """Runs on the owner: enqueue without blocking; the reply is sent once the item is accepted."""
-    with _QUEUES_LOCK:
-        q = _QUEUES.get(queue)
-    if q is None:
-        fut: torch.futures.Future = torch.futures.Future()
-        fut.set_exception(ChannelError(f"no queue named {queue!r} on {rpc.get_worker_info().name}"))
-        return fut
-    return q.put_async(item, sender, seq)
-
-
-def _rpc_ping() -> int:
-    """Liveness probe; answers this process's pid (tests use it to find the processes)."""
-    return os.getpid()
-
-
-def _rpc_abort(reason: str) -> None:
-    """Ask this process to stop: every pipeline wait raises Aborted(reason) within a poll slice."""
-    STOP.set(reason)
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu() if obj.device.type != "cpu" else obj
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(o) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if hasattr(obj, "__dataclass_fields__"):
-        for k in obj.__dataclass_fields__:
-            setattr(obj, k, _to_cpu(getattr(obj, k)))
-    return obj
-
-
 class RpcRecvChannel(RecvChannel):
-    """The owning end: registers a bounded queue under `name` in this process."""
+    """The owning end: registers a bounded queue under `name` in this process (before joining the group)."""
 
     def __init__(self, name: str, depth: int) -> None:
         self.name = name
         self._queue = BoundedQueue(depth)
-        with _QUEUES_LOCK:
-            if name in _QUEUES:
-                raise ValueError(f"queue {name!r} already registered")
-            _QUEUES[name] = self._queue
+        STATE.register_queue(name, self._queue)
 
     def get(self, timeout: float) -> Any:
-        return self._queue.get(timeout)
+        return cuda_handoff.on_take(self._queue.get(timeout))
 
     def qsize(self) -> int:
         return self._queue.qsize()
 
-    def unregister(self) -> None:
-        with _QUEUES_LOCK:
-            _QUEUES.pop(self.name, None)
+    def close(self) -> None:
+        STATE.unregister_queue(self.name)
+
+    unregister = close
 
 
 class RpcSendChannel(SendChannel):
-    """The sending end: each put is one async RPC; at most `window` of them unacknowledged.
+    """The sending end: each put is one asynchronous RPC; at most `window` of them unacknowledged.
 
-    With `to_cpu` (no TensorPipe device map to the peer), tensors are copied to host memory
-    before sending; with a device map TensorPipe moves CUDA tensors directly between devices.
+    `device_map`: a TensorPipe device map to the peer was set (start_rpc), so CUDA tensors travel device
+    to device and the receiver's cuda_handoff orders its reads after the arrival. Without one, CUDA
+    tensors are staged through pinned host memory off the block's thread (cuda_handoff.HostStager) and
+    the receiver copies them to its device: more copies, but one allocation stream and no
+    TensorPipe pool-stream caches on the receiver.
     """
 
-    def __init__(self, peer: str, queue: str, window: int = 2, to_cpu: bool = True) -> None:
+    def __init__(self, peer: str, queue: str, window: int = 2, device_map: bool = False) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
-        self.peer, self.queue, self.window, self.to_cpu = peer, queue, window, to_cpu
+        self.peer, self.queue, self.window, self.device_map = peer, queue, window, device_map
         self._pending: collections.deque = collections.deque()
         self._cond = threading.Condition()
         self._sender = f"{rpc.get_worker_info().name}#{next(_SENDER_IDS)}"
         self._seq = itertools.count()
-        self.last_wait_s = 0.0   # how long the last put waited for the window (backpressure), for the meters
+        self._stager: cuda_handoff.HostStager | None = None
+        self._staging: concurrent.futures.ThreadPoolExecutor | None = None
+        self.last_wait_s = 0.0
 
-    def _notify(self, _fut: torch.futures.Future) -> None:
+    def _notify(self, _fut: Any) -> None:
         with self._cond:
             self._cond.notify_all()
 
-    def _send(self, item: Any, timeout: float) -> torch.futures.Future:
+    def _send(self, seq: int, item: Any, timeout: float) -> torch.futures.Future:
         try:
-            fut = rpc.rpc_async(self.peer, _rpc_put, args=(self.queue, self._sender, next(self._seq), item),
-                                timeout=timeout)
+            fut = rpc.rpc_async(self.peer, rpc_put, args=(self.queue, self._sender, seq, item), timeout=timeout)
         except Exception as exc:  # the agent refuses at once when the peer is known to be gone
-            raise ChannelError(f"cannot send to {self.peer}: {_short(exc)}") from exc
+            raise ChannelError(f"cannot send to {self.peer}: {short(exc)}") from exc
         fut.add_done_callback(self._notify)
         return fut
+
+    def _send_staged(self, seq: int, item: Any, ready: Any, timeout: float) -> torch.futures.Future:
+        """Copy to host on a side stream; a helper thread waits for that copy, then sends."""
+        if self._stager is None:
+            self._stager = cuda_handoff.HostStager()
+            self._staging = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rpc-staging")
+        host, copied = self._stager.stage(item, ready)
+        done: torch.futures.Future = torch.futures.Future()
+
+        def _go() -> None:
+            try:
+                copied.synchronize()
+                inner = self._send(seq, host, timeout)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting sender
+                done.set_exception(exc)
+                self._notify(done)
+                return
+            inner.add_done_callback(lambda f: _chain(f, done))
+
+        self._staging.submit(_go)
+        done.add_done_callback(self._notify)
+        return done
 
     def _settle(self, keep: int, timeout: float) -> None:
         """Wait until at most `keep` puts are unacknowledged, raising the first transport error."""
@@ -118,14 +106,21 @@ class RpcSendChannel(SendChannel):
                 try:
                     oldest.wait()
                 except Exception as exc:
-                    raise ChannelError(f"sending to {self.peer} failed: {_short(exc)}") from exc
+                    raise ChannelError(f"sending to {self.peer} failed: {short(exc)}") from exc
 
-    def put(self, item: Any, timeout: float) -> None:
+    def put(self, item: Any, timeout: float, ready: Any = None) -> None:
         STOP.check()
         t0 = time.perf_counter()
         self._settle(self.window - 1, timeout)
         self.last_wait_s = time.perf_counter() - t0
-        fut = self._send(_to_cpu(item) if self.to_cpu else item, timeout)
+        seq = next(self._seq)
+        if self.device_map or not cuda_handoff.has_cuda(item):
+            if ready is not None and self.device_map:
+                # TensorPipe orders its send after the current stream: make that include `ready`.
+                torch.cuda.current_stream().wait_event(ready)
+            fut = self._send(seq, item, timeout)
+        else:
+            fut = self._send_staged(seq, item, ready, timeout)
         with self._cond:
             self._pending.append(fut)
 
@@ -138,13 +133,14 @@ class RpcSendChannel(SendChannel):
 
     def fail(self, origin: str, message: str, timeout: float = 2.0) -> None:
         try:
-            rpc.rpc_async(self.peer, _rpc_put, args=(self.queue, self._sender, next(self._seq), _Error(origin, message)),
-                          timeout=timeout)
+            rpc.rpc_async(self.peer, rpc_put, args=(self.queue, self._sender, next(self._seq),
+                                                    Failure(origin, message)), timeout=timeout)
         except Exception:  # best effort: the peer may be the one that died
             pass
 
 
-def _short(exc: BaseException) -> str:
-    """First line of an RPC error (remote tracebacks are long and name internals)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _chain(src: torch.futures.Future, dst: torch.futures.Future) -> None:
+    try:
+        dst.set_result(src.wait())
+    except BaseException as exc:  # noqa: BLE001
+        dst.set_exception(exc)

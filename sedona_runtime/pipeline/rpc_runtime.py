@@ -1,4 +1,4 @@
-"""Starting, watching and stopping this process's torch.distributed.rpc agent (TensorPipe)."""
+"""Starting, watching and stopping this process's torch.distributed.rpc agent (TensorPipe): the control plane."""
 from __future__ import annotations
 
 import logging
@@ -10,24 +10,19 @@ from typing import Callable
 import torch
 import torch.distributed.rpc as rpc
 
-from sedona_runtime.pipeline.rpc_channel import _rpc_abort, _rpc_ping, _short
+from sedona_runtime.pipeline.protocol import rpc_abort, rpc_ping, short
 
 log = logging.getLogger(__name__)
-
-
-def coordinator_name() -> str:
-    return "coord"
-
-
-def block_name(index: int) -> str:
-    """RPC name of block `index` (1-based), which is also its rank."""
-    return f"block{index}"
 
 
 def start_rpc(name: str, rank: int, world_size: int, init_method: str, *,
               device: torch.device, device_maps: dict[str, dict[str, str]] | None = None,
               timeout: float = 120.0, threads: int = 8) -> None:
-    """Join the RPC group (a barrier over all `world_size` processes)."""
+    """Join the RPC group (a barrier over all `world_size` processes).
+
+    `init_method`: a URL (rendezvous.init_method_for hands it the run's store). `device_maps`: TensorPipe
+    device maps to peers ({peer: {local device: remote device}}), only for a CUDA `device`.
+    """
     opts = rpc.TensorPipeRpcBackendOptions(
         num_worker_threads=threads, rpc_timeout=timeout, init_method=init_method)
     if device.type == "cuda":
@@ -49,7 +44,7 @@ def stop_rpc(graceful: bool, timeout: float = 10.0) -> None:
                 warnings.simplefilter("ignore", UserWarning)
                 rpc.shutdown(graceful=graceful, timeout=timeout)
         except Exception as exc:  # a dead peer makes even the local teardown complain
-            log.debug("rpc shutdown: %s", _short(exc))
+            log.debug("rpc shutdown: %s", short(exc))
         finally:
             done.set()
 
@@ -64,7 +59,7 @@ def abort_peers(peers: list[str], reason: str, timeout: float = 2.0) -> None:
     futs = []
     for peer in peers:
         try:
-            futs.append(rpc.rpc_async(peer, _rpc_abort, args=(reason,), timeout=timeout))
+            futs.append(rpc.rpc_async(peer, rpc_abort, args=(reason,), timeout=timeout))
         except Exception:
             pass
     deadline = time.monotonic() + timeout
@@ -75,7 +70,7 @@ def abort_peers(peers: list[str], reason: str, timeout: float = 2.0) -> None:
 
 def ping(peer: str, timeout: float) -> int:
     """The peer's pid; raises if it does not answer within `timeout`."""
-    return rpc.rpc_sync(peer, _rpc_ping, timeout=timeout)
+    return rpc.rpc_sync(peer, rpc_ping, timeout=timeout)
 
 
 class Watchdog:
@@ -105,7 +100,7 @@ class Watchdog:
             futs = {}
             for peer in self.peers:
                 try:
-                    futs[peer] = rpc.rpc_async(peer, _rpc_ping, timeout=self.timeout)
+                    futs[peer] = rpc.rpc_async(peer, rpc_ping, timeout=self.timeout)
                 except Exception as exc:
                     futs[peer] = exc
             for peer, fut in futs.items():
@@ -122,5 +117,5 @@ class Watchdog:
                         err = exc
                 if err is not None:
                     if not self._quit.is_set():
-                        self.on_failure(peer, f"process {peer} stopped answering ({_short(err)})")
+                        self.on_failure(peer, f"process {peer} stopped answering ({short(err)})")
                     return

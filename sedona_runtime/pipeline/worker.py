@@ -3,80 +3,66 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
+import socket
 import time
 import traceback
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed.rpc as rpc
 
+from sedona_runtime.data.preprocess import RawBatch
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.affinity import pin
-from sedona_runtime.pipeline.channel import Aborted, ChannelError, EndOfStream, PeerError
+from sedona_runtime.pipeline.channel import Aborted, ChannelError, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.config import PipelineConfig
-from sedona_runtime.pipeline.messages import Batch, Marker, Report
+from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
-from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel, RpcSendChannel, _short
-from sedona_runtime.pipeline.rpc_runtime import Watchdog, block_name, coordinator_name, start_rpc, stop_rpc
+from sedona_runtime.pipeline.placement import Placement
+from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, block_name, rpc_setup, short
+from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, open_store, use_interface
+from sedona_runtime.pipeline.rpc_channel import RpcSendChannel
+from sedona_runtime.pipeline.rpc_runtime import Watchdog, start_rpc, stop_rpc
 from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.utils.errors import SedonaError
 
 log = logging.getLogger(__name__)
-
-INPUT_QUEUE = "input"     # every block owns one input queue under this name
-_RELEASE = threading.Event()
-
-
-def _rpc_release() -> None:
-    """The coordinator has everything it needs from this block: it may leave the group."""
-    _RELEASE.set()
-
-
-@dataclass
-class Placement:
-    """Where one process runs: its RPC rank and name, device, CPU cores and torch threads."""
-
-    rank: int
-    device: str = "cpu"
-    cores: list[int] | None = None
-    threads: int = 0
-    device_maps: dict | None = None   # TensorPipe device map to the next block, when both are GPUs
-
-
-def _cpu_state(module_state: dict) -> dict:
-    # Cloned: the optimizer updates the weights in place while TensorPipe may still be sending them.
-    return {k: v.detach().to("cpu", copy=True) for k, v in module_state.items()}
 
 
 class Stage:
     """The loop of block `index`: get (step, x, y) -> train_step -> put (step, out, y) to the next block."""
 
-    def __init__(self, pcfg: PipelineConfig, index: int, world_size: int, init_method: str, place: Placement) -> None:
+    def __init__(self, pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> None:
         self.pcfg, self.index, self.world_size = pcfg, index, world_size
-        self.init_method, self.place = init_method, place
+        self.meeting, self.place = meeting, place
         self.K = pcfg.blocks
         self.is_last = index == self.K
         self.timeout = pcfg.timeout
+        self.device = torch.device(place.device)
+        maps = self.device.type == "cuda" and pcfg.device_maps and (place.next_device or "").startswith("cuda")
+        self.device_maps = {block_name(index + 1): {place.device: place.next_device}} if maps else None
+        self.transport = Transport(pcfg.transport, index, self.K, depth=pcfg.queue_depth, window=pcfg.window,
+                                   timeout=pcfg.timeout, device=place.device, device_maps=bool(maps))
 
     def prepare(self) -> None:
         """Pin this process and own the input queue (before joining, so that no put can miss it)."""
-        pin(torch.device(self.place.device), self.place.cores, self.place.threads or self.pcfg.threads)
-        self.inbox_q = RpcRecvChannel(INPUT_QUEUE, self.pcfg.queue_depth)
+        use_interface(self.meeting.iface)
+        pin(self.device, self.place.cores, self.place.threads or self.pcfg.threads)
+        STATE.device = self.device
+        self.transport.before_join()
 
     def connect(self) -> None:
-        start_rpc(block_name(self.index), self.place.rank, self.world_size, self.init_method,
-                  device=torch.device(self.place.device), device_maps=self.place.device_maps,
-                  timeout=self.timeout)
-        to_cpu = not self.place.device_maps
-        self.out = None if self.is_last else RpcSendChannel(block_name(self.index + 1), INPUT_QUEUE,
-                                                            self.pcfg.window, to_cpu=to_cpu)
-        from sedona_runtime.pipeline.coordinator import INBOX, _rpc_setup  # the coordinator owns these
-
-        self.reports = RpcSendChannel(coordinator_name(), INBOX, window=4)
-        self.watchdog = Watchdog([coordinator_name()], lambda peer, why: STOP.set(why),
+        """Join the group, register with the coordinator, get the run's setup, open the activation channels."""
+        start = self.pcfg.start_timeout
+        self.store = open_store(self.meeting, self.index, self.world_size, start)
+        start_rpc(block_name(self.index), self.index, self.world_size, init_method_for(self.store),
+                  device=self.device, device_maps=self.device_maps, timeout=start)
+        self.reports = RpcSendChannel(COORDINATOR, INBOX, window=4)
+        self.watchdog = Watchdog([COORDINATOR], lambda peer, why: STOP.set(why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
-        self.setup = rpc.rpc_sync(coordinator_name(), _rpc_setup, timeout=self.timeout)
+        info = {"host": socket.gethostname(), "device": str(self.device), "cores": self.place.cores}
+        self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.index, info), timeout=start)
 
     def build(self) -> None:
         """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
@@ -85,11 +71,13 @@ class Stage:
         from sedona_runtime.training.run_dir import RunDir
 
         cfg = self.setup["train"]
+        self._check_shared_directory(cfg.out_dir)
         # Every block builds the whole model under the run's seed, like the single-process trainer,
         # and keeps its own block: identical initial weights with nothing to ship.
         blocks = build_model_blocks(cfg, self.setup["input_shape"])
-        self.runner = BlockRunner(blocks[self.index - 1], cfg, torch.device(self.place.device))
-        self.memory_kind = memory_kind(self.place.device)
+        self.runner = BlockRunner(blocks[self.index - 1], cfg, self.device)
+        self.preprocess = self.setup["preprocess"]  # block 1 turns the coordinator's raw batches into input
+        self.memory_kind = memory_kind(self.device)
         self.checkpoints = RunDir(cfg.out_dir).checkpoints
         self.log_every = max(1, cfg.log_interval)
         step = self.setup["resume_step"]
@@ -97,6 +85,21 @@ class Stage:
             payload = ckpt.load_block(self.checkpoints, int(step), self.index)
             self.runner.load_state_dict(payload["blocks"][0])
             set_rng_state(payload["rng"])
+
+    def _check_shared_directory(self, out_dir: str) -> None:
+        """Blocks write their checkpoints where the coordinator reads them: the same directory, seen by all."""
+        token = self.setup.get("token")
+        if token is None:
+            return
+        path = Path(token["path"])
+        try:
+            seen = path.read_text()
+        except OSError:
+            seen = None
+        if seen != token["value"]:
+            raise SedonaError(f"{block_name(self.index)} on {socket.gethostname()} does not see the run directory "
+                              f"{out_dir} that the coordinator writes (no shared filesystem?): every machine of a "
+                              "run must see --out at the same absolute path")
 
     def report(self, kind: str, step: int, data=None, **extra) -> None:
         self.reports.put(Report(self.index, kind, step, data, extra), self.timeout)
@@ -106,51 +109,79 @@ class Stage:
         meter.stats.memory_kind = self.memory_kind
         log_every = self.log_every
         spans: list[tuple[int, float, float]] | None = [] if self.pcfg.timeline else None
+        inbox, out = self.transport.input, self.transport.output
+        wait = self.pcfg.start_timeout  # the first item may wait for the others to start (data workers too)
         while True:
             t0 = time.perf_counter()
-            depth = self.inbox_q.qsize()
+            depth = inbox.qsize()
             try:
-                item = self.inbox_q.get(self.timeout)
+                item = inbox.get(wait)
             except EndOfStream:
                 break
+            wait = self.timeout
             meter.waited_in(time.perf_counter() - t0, depth)
             if isinstance(item, Batch):
                 t1, w1 = time.perf_counter(), time.time()
-                res = self.runner.train_step(item.x, item.y)
-                busy = time.perf_counter() - t1
-                meter.trained(busy, res.loss, int(item.y.shape[0]), self.runner.step, res.timings)
+                x = self._input(item.x, item.y, item.draws) if item.raw else item.x
+                res = self.runner.train_step(x, item.y)
+                host = time.perf_counter() - t1
+                meter.trained(res.device_s if res.device_s is not None else host, res.loss_tensor,
+                              int(item.y.shape[0]), self.runner.step, res.timings, res.timed_steps)
                 if spans is not None:  # wall clock, so that spans of different processes line up
-                    spans.append((self.runner.step, w1, w1 + busy))
-                if self.out is not None:
+                    spans.append((self.runner.step, w1, w1 + host))
+                if out is not None:
                     t2 = time.perf_counter()
-                    self.out.put(Batch(item.step, res.out, item.y), self.timeout)
+                    out.put(Batch(item.step, res.out, item.y), self.timeout, ready=res.ready)
                     put_s = time.perf_counter() - t2
-                    meter.waited_out(self.out.last_wait_s, max(0.0, put_s - self.out.last_wait_s))
+                    meter.waited_out(out.last_wait_s, max(0.0, put_s - out.last_wait_s))
                 if self.runner.step % log_every == 0:
-                    self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
+                    self._report_metrics(meter)
+            elif isinstance(item, EvalBatch):
+                self.on_eval(item)
             elif isinstance(item, Marker):
                 self.on_marker(item)
         if self.runner.step % log_every:  # the last interval, unless it was just reported
-            self.report("metrics", self.runner.step, meter.report(self.runner.peak_memory).to_dict())
-        if self.out is not None:
-            self.out.close(self.timeout)
-        self.report("final", self.runner.step, _cpu_state(self.runner.block.state_dict()),
-                    **({"timeline": spans} if spans is not None else {}))
+            self._report_metrics(meter)
+        self.runner.check_finite()
+        if out is not None:
+            out.close(self.timeout)
+        self.report("final", self.runner.step, None, **({"timeline": spans} if spans is not None else {}))
         self.reports.flush(self.timeout)
+
+    def _input(self, x, y, draws=None):
+        """Block 1: a raw batch from the coordinator (uint8) preprocessed on this block's device."""
+        return self.preprocess(RawBatch(x, y, draws), self.device)
+
+    def on_eval(self, item: EvalBatch) -> None:
+        """Evaluate this block on one batch: report its head's logits, pass its features on."""
+        x = self._input(item.x, item.y) if item.raw else item.x
+        feats, logits = self.runner.eval_step(x)
+        data = {"split": item.split, "index": item.index, "count": item.count, "logits": logits,
+                "y": item.y if self.is_last else None}
+        self.report("logits", item.step, data)
+        if self.transport.output is not None:
+            self.transport.output.put(EvalBatch(item.split, item.step, item.index, item.count, feats, item.y),
+                                      self.timeout)
+
+    def _report_metrics(self, meter: BlockMeter) -> None:
+        self.runner.check_finite()  # reading the loss synchronises anyway: check every step since the last
+        self.report("metrics", self.runner.step, meter.report(self.runner.memory()).to_dict())
 
     def on_marker(self, marker: Marker) -> None:
         if marker.step != self.runner.step:  # the markers travel in order with the batches
             raise RuntimeError(f"marker for step {marker.step} arrived at step {self.runner.step}")
         if marker.kind == "checkpoint":
+            self.runner.check_finite()  # a non-finite step never reaches a checkpoint
             bad = self.runner.block.first_non_finite()
             if bad is not None:
                 raise RuntimeError(f"weight {bad!r} is not finite at step {marker.step}; checkpoint refused")
             ckpt.save_block(self.checkpoints, marker.step, self.index, self.runner.state_dict())
             self.report("saved", marker.step)
-        elif marker.kind == "snapshot":
-            self.report("snapshot", marker.step, _cpu_state(self.runner.block.state_dict()))
-        if self.out is not None:
-            self.out.put(marker, self.timeout)
+        elif marker.kind == "validate":
+            ckpt.save_candidate(self.checkpoints, marker.step, self.index, self.runner.block.state_dict())
+            self.report("candidate", marker.step)
+        if self.transport.output is not None:
+            self.transport.output.put(marker, self.timeout)
 
     def run(self) -> int:
         """Set up, train until end-of-stream, wait to be released; 0 on success, 1 after a failure."""
@@ -160,21 +191,28 @@ class Stage:
             self.connect()
             connected = True
             self.build()
+            # Built (and resumed): tell the coordinator, which watches for failures until every block is
+            # ready, then open the activation channels (p2p: a barrier over every process).
+            self.report("ready", self.runner.step)
+            self.transport.connect(self.setup["placements"], self.store)
             self.loop()
-            STOP.wait_for(_RELEASE.is_set, self.timeout, "the coordinator to release this block")
+            STOP.wait_for(STATE.release.is_set, self.timeout, "the coordinator to release this block")
             self.watchdog.stop()
             stop_rpc(graceful=True, timeout=30.0)
+            self.transport.close(graceful=True)
             return 0
         except (Aborted, KeyboardInterrupt):
             return self._fail(None, connected)  # told to stop: whoever stopped us reports why
         except PeerError as exc:
             return self._fail(("upstream", exc.origin, exc.message), connected)
-        except ChannelError as exc:
+        except ChannelTimeout as exc:  # this block's own bounded wait expired: its message is the cause
+            return self._fail(("error", block_name(self.index), str(exc)), connected)
+        except ChannelError as exc:  # a transport failure, usually the symptom of a peer's death
             return self._fail(("error", f"{block_name(self.index)}:channel", str(exc)), connected)
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
                 log.error("%s failed:\n%s", block_name(self.index), traceback.format_exc())
-            return self._fail(("error", block_name(self.index), f"{type(exc).__name__}: {_short(exc)}"), connected)
+            return self._fail(("error", block_name(self.index), f"{type(exc).__name__}: {short(exc)}"), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
         if connected:
@@ -186,8 +224,8 @@ class Stage:
                         self.reports.fail(origin, message)
                     except Exception:
                         pass
-                if self.out is not None:
-                    self.out.fail(origin, message)
+                if self.transport.output is not None:
+                    self.transport.output.fail(origin, message, timeout=1.0)
                 time.sleep(0.2)  # let the best-effort error messages leave before the agent stops
             stop_rpc(graceful=False, timeout=3.0)
         return 1
@@ -211,9 +249,11 @@ def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
     return build_blocks(model, dec, spec_fn)
 
 
-def run_stage(pcfg: PipelineConfig, index: int, world_size: int, init_method: str, place: Placement) -> int:
+def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> int:
     """Entry of a block process (self-launched or started by torchrun)."""
-    # Ctrl-C in a terminal reaches every process of the group: a block stops quietly and lets the
-    # coordinator, which got the same signal, report it.
-    signal.signal(signal.SIGINT, lambda *_: STOP.set("interrupted"))
-    return Stage(pcfg, index, world_size, init_method, place).run()
+    # Ctrl-C in a terminal reaches every process of the group. A block leaves it to the coordinator,
+    # which stops the run at a step boundary and commits a checkpoint the blocks take part in (a
+    # second Ctrl-C makes the coordinator abort every block; a dead coordinator stops them through
+    # the watchdog).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return Stage(pcfg, index, world_size, meeting, place).run()

@@ -207,7 +207,7 @@ def from_flops(model_cfg: Any, input_shape: Sequence[int], batch_size: int, head
         batch_size=batch_size, boundary_bytes=boundary_bytes, transfer_bytes_per_s=transfer_bytes_per_s,
         device_macs_per_s=device_macs_per_s,
         source=(f"analysis multiply-adds of {model_cfg.arch} ({model_cfg.stem} stem, {model_cfg.num_classes} classes, "
-                f"width {model_cfg.width:g}) at input {list(shape)}, x{1.0 + BACKWARD_FACTOR:g} for forward + "
+                f"width {model_cfg.width or 1.0:g}) at input {list(shape)}, x{1.0 + BACKWARD_FACTOR:g} for forward + "
                 f"backward, batch {batch_size}"),
     )
     cm.input_shape = list(shape)

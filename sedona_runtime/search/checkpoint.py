@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from sedona_runtime.search.memory import WeightMemory, WeightSet
+from sedona_runtime.training.checkpoint import safe_load
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_torch_save
 
@@ -13,13 +12,13 @@ CHECKPOINT_VERSION = 2  # 2: memory entries in checkpoints/memory/, one file eac
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A search's checkpoints/last.pt (SedonaError if missing, unreadable or of another version)."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SedonaError(f"no search checkpoint at {path}") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise SedonaError(f"cannot read checkpoint {path}: {exc}") from None
+    """A search's checkpoints/last.pt (SedonaError if missing, unreadable or of another version).
+
+    Loaded with `weights_only=True` (training.checkpoint.safe_load): tensors and plain values, never code.
+    """
+    if not Path(path).is_file():
+        raise SedonaError(f"no search checkpoint at {path}")
+    ck = safe_load(path, "checkpoint")
     if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
         raise SedonaError(f"{path}: not a search checkpoint of version {CHECKPOINT_VERSION}")
     return ck
@@ -72,10 +71,13 @@ class MemoryFiles:
     def read(self, age: int) -> WeightSet:
         """The entry of `age` (SedonaError naming the file if it is missing or unreadable)."""
         p = self.path(age)
+        if not p.is_file():
+            raise SedonaError(f"weight-memory entry {p} named by the checkpoint is missing")
+        entry = safe_load(p, "weight-memory entry")
         try:
-            return WeightSet.from_dict(torch.load(p, map_location="cpu", weights_only=True))
-        except Exception as exc:  # noqa: BLE001 - a missing or damaged file is the same user-facing problem
-            raise SedonaError(f"cannot read weight-memory entry {p}: {exc}") from None
+            return WeightSet.from_dict(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SedonaError(f"{p}: not a weight-memory entry ({type(exc).__name__}: {exc})") from None
 
     def clear(self) -> None:
         """Remove every entry file (a fresh run in a replaced directory)."""

@@ -71,7 +71,7 @@ def write_results(
         note = source if kind == "learned" else f"{source}; Table 4 baseline: {kind.replace('_', ' ')}"
         for k in ks:
             dec = discretize(va, vb, k, list(head_pool), arch, num_layers, source=note)
-            path = out / f"{arch}_k{k}{suffix}.json"
+            path = out / f"{arch.replace(':', '.')}_k{k}{suffix}.json"  # a user network's import path, file-safe
             save_decoupling(dec, path)
             written.setdefault(kind, []).append(str(path))
     return written

@@ -25,7 +25,6 @@ from sedona_runtime.search.resume import check_resumable, deferred_interrupt
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
-from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_torch_save
 from sedona_runtime.utils.seed import derive_seed, make_generator, seed_everything
 
@@ -53,12 +52,10 @@ class SearchRunner:
         cfg.validate()
         self.num_layers, self.blocks = check_blocks(cfg)  # bad K is refused before the run directory exists
         self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
-        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
         if resume:
             check_resumable(self.run_dir.read_config(), to_dict(cfg))
         self.files = MemoryFiles(self.run_dir.checkpoints / "memory")
-        if not resume:
-            self.files.clear()  # a replaced run's entries (--overwrite)
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.data = build_data(cfg.data)
@@ -90,6 +87,9 @@ class SearchRunner:
         self.timing = {"pretrain_s": 0.0, "search_s": 0.0}
         self.peak_rss = 0
         self.last_val: dict[str, float] = {}
+        self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)  # held until run() ends
+        if not resume:
+            self.files.clear()  # a replaced run's entries (--overwrite), now that the directory is ours
         if resume:
             self._load()
         else:
@@ -99,6 +99,11 @@ class SearchRunner:
 
     # -- the two phases -------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> SearchResult | None:
+        """`_run` while owning the run directory (its lock is released when this returns or raises)."""
+        with self.lock:
+            return self._run(stop_after)
+
+    def _run(self, stop_after: int | None = None) -> SearchResult | None:
         """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped.
 
         Ctrl-C reports a "stopping" event at once (even in the middle of a long step), finishes the

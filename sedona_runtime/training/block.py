@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -10,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from sedona_runtime.training.losses import local_loss
+from sedona_runtime.training.phase_clock import PhaseClock
 from sedona_runtime.utils.errors import SedonaError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -63,11 +63,13 @@ class Block(nn.Module):
         return f"block {self.index + 1}/{self.num_blocks} (layers {self.first}-{self.last}, {self.head_name})"
 
     def first_non_finite(self) -> str | None:
-        """Name of the first parameter or buffer holding NaN/inf, or None when all are finite."""
-        for name, t in list(self.named_parameters()) + list(self.named_buffers()):
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                return name
-        return None
+        """Name of the first parameter or buffer holding NaN/inf, or None when all are finite (one device read)."""
+        named = [(n, t) for n, t in list(self.named_parameters()) + list(self.named_buffers()) if t.is_floating_point()]
+        if not named:
+            return None
+        finite = torch.stack([torch.isfinite(t).all() for _, t in named])
+        bad = torch.nonzero(~finite).flatten().tolist()
+        return named[bad[0]][0] if bad else None
 
 
 def head_spec_fn(model: "LayeredNet", input_shape: tuple[int, int, int], num_classes: int,
@@ -111,20 +113,38 @@ def cosine_factor(step: int, total: int, ratio: float) -> float:
     return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_optimizer(params: Any, cfg: "TrainConfig") -> torch.optim.Optimizer:
-    """SGD with momentum (or Adam, for PredSim at scale) with the config's lr and weight decay."""
+def build_optimizer(params: Any, cfg: "TrainConfig", device: torch.device | str = "cpu") -> torch.optim.Optimizer:
+    """SGD with momentum (or Adam, for PredSim at scale) with the config's lr and weight decay.
+
+    On CUDA the fused implementations: one kernel for the whole update, and with a GradScaler the
+    inf/NaN check stays on the device (the unfused step reads `found_inf` on the host every step).
+    """
+    fused = {"fused": True} if torch.device(device).type == "cuda" else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
 
 
 @dataclass
 class StepResult:
-    """What one block's training step hands on: its detached output, its loss and where the time went."""
+    """What one block's training step hands on: its detached output, its loss and where the time went.
 
-    out: torch.Tensor
-    loss: float
-    timings: dict[str, float] = field(default_factory=dict)
+    On CUDA nothing here has waited for the device: `loss` reads the loss (and synchronises) only when
+    asked, and `timings` holds the phases of the earlier steps whose CUDA events have completed by now
+    (`timed_steps` of them; on CPU always this one step).
+    """
+
+    out: torch.Tensor                       # (N, C, H, W) features, detached, on the block's device
+    loss_tensor: torch.Tensor               # 0-dim, detached, on the block's device
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per phase, summed over timed_steps
+    timed_steps: int = 1
+    device_s: float | None = None           # CUDA: device seconds of the timed steps (None on CPU)
+    ready: Any = None                       # CUDA: an event recorded once `out` is written (after forward)
+
+    @property
+    def loss(self) -> float:
+        """The step's loss as a float (on CUDA this waits for the step's forward pass)."""
+        return float(self.loss_tensor)
 
 
 def memory_kind(device: str | torch.device) -> str:
@@ -144,7 +164,7 @@ class BlockRunner:
         self.dtype = getattr(torch, cfg.dtype)
         self.label_smoothing = float(cfg.label_smoothing or 0.0)
         block.to(device=self.device, dtype=self.dtype)
-        self.optimizer = build_optimizer(block.parameters(), cfg)
+        self.optimizer = build_optimizer(block.parameters(), cfg, self.device)
         ratio = cfg.final_lr / cfg.lr
         total = int(cfg.steps)
         # Closed-form cosine (not the recursive CosineAnnealingLR): the rate depends on the step count only,
@@ -154,22 +174,25 @@ class BlockRunner:
         self.amp = bool(cfg.amp) and self.device.type == "cuda" and self.dtype == torch.float32
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0                    # completed steps
-        self.peak_memory = 0             # bytes: CUDA peak allocated during a step, or process RSS on CPU
+        self.peak_memory = 0             # bytes: CUDA peak allocated, or process RSS on CPU
+        self.peak_reserved = 0           # bytes: CUDA memory held by the caching allocator (0 on CPU)
+        self.clock = PhaseClock(self.device)
+        self._first_bad = (torch.full((), -1, dtype=torch.int64, device=self.device)
+                           if self.device.type == "cuda" else None)
 
     @property
     def lr(self) -> float:
         """Learning rate the next step will use."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _sync(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # so the phase timings measure the kernels, not the launches
-        return time.perf_counter()
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         """Forward, local loss, backward inside the block, optimizer and schedule step.
 
-        Raises NonFiniteLossError (before touching the weights) when the loss is NaN or infinite.
+        x: (N, C, H, W) input features (any device; detached here), y: (N,) int64 labels.
+        Raises NonFiniteLossError when the loss is NaN or infinite: on CPU at once, before the weights
+        are touched; on CUDA at the next `check_finite()` (the loss is never read in the step, so the
+        host never waits for the device), which the pipeline and the trainer call before every
+        checkpoint and report, so a non-finite step never reaches a checkpoint.
         """
         block = self.block
         block.train()
@@ -177,31 +200,72 @@ class BlockRunner:
         x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
         y = y.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        t0 = self._sync()
+            torch.cuda.reset_peak_memory_stats(self.device)  # host-side counters: the peak of this step
+        clock = self.clock
+        clock.start()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             feats = block(x)
-            t1 = self._sync()
+            ready = clock.mark("forward")
             loss, _ = local_loss(block.head, feats, y, self.label_smoothing)
-        value = float(loss.detach())
-        t2 = self._sync()
-        if not math.isfinite(value):
-            raise NonFiniteLossError(block.index, block.num_blocks, self.step + 1, value)
+        clock.mark("head")
+        self._check_loss(loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        t3 = self._sync()
+        clock.mark("backward")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        t4 = self._sync()
+        clock.mark("optimizer")
         self.step += 1
         self._record_memory()
-        return StepResult(out=feats.detach(), loss=value,
-                          timings={"forward": t1 - t0, "head": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3})
+        timings, steps, device_s = clock.harvest()
+        return StepResult(out=feats.detach(), loss_tensor=loss.detach(), timings=timings, timed_steps=steps,
+                          device_s=device_s, ready=ready)
+
+    @torch.no_grad()
+    def eval_step(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, head logits) of the block in eval mode on its current weights, as training.evaluate
+        computes them: x (N, C, H, W) in, features out for the next block, float32 (N, classes) logits
+        of this block's own head (the last block's: the classifier). The training mode is restored."""
+        block = self.block
+        mode = block.training
+        block.eval()
+        try:
+            x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                feats = block(x)
+                logits = block.head(feats).float()
+        finally:
+            block.train(mode)
+        return feats, logits
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        if self.device.type != "cuda":
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(self.block.index, self.block.num_blocks, self.step + 1, value)
+            return
+        # Device-side bookkeeping only: the first step whose loss was not finite (-1: none so far).
+        bad = ~torch.isfinite(loss.detach())
+        step = torch.full((), self.step + 1, dtype=torch.int64, device=self.device)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if a step since the start had a NaN/inf loss (one device read on CUDA)."""
+        if self._first_bad is None:
+            return
+        first = int(self._first_bad)
+        if first >= 0:
+            raise NonFiniteLossError(self.block.index, self.block.num_blocks, first)
+
+    def memory(self) -> dict[str, int]:
+        """Peak memory in bytes since the start: {"peak": allocated (CUDA) or RSS (CPU), "reserved": CUDA cache}."""
+        return {"peak": self.peak_memory, "reserved": self.peak_reserved}
 
     def _record_memory(self) -> None:
         if self.device.type == "cuda":
             used = torch.cuda.max_memory_allocated(self.device)
+            self.peak_reserved = max(self.peak_reserved, int(torch.cuda.max_memory_reserved(self.device)))
         else:
             import psutil
 

@@ -36,15 +36,36 @@ def save_checkpoint(path: str | os.PathLike, *, step: int, blocks: list[dict], e
     return atomic_torch_save(path, payload)
 
 
+def safe_load(path: str | os.PathLike, what: str = "file") -> Any:
+    """torch.load with `weights_only=True` onto the CPU: tensors, containers and plain values only, never
+    arbitrary Python objects (unpickling those could run code). SedonaError, one line, when unreadable.
+
+    Every payload sedona-runtime writes (trainer and pipeline checkpoints, best weights, the search's
+    checkpoint) is of that kind: state dicts, optimizer/scheduler/GradScaler states, RNG byte tensors.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise SedonaError(f"cannot read {what} {path}: it holds Python objects other than tensors and plain "
+                              "values, which are not loaded (that could run code)") from None
+        raise SedonaError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise SedonaError(f"cannot read {what} {path}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, *, num_blocks: int | None = None) -> dict:
     """Read a checkpoint written by `save_checkpoint` (SedonaError when missing, corrupt or mismatched)."""
     path = Path(path)
     if not path.is_file():
         raise SedonaError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise SedonaError(f"cannot read checkpoint {path}: {exc}") from exc
+    payload = safe_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SedonaError(f"{path} is not a sedona-runtime checkpoint (format {FORMAT})")
     if num_blocks is not None and len(payload["blocks"]) != num_blocks:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from sedona_runtime.data.config import DataConfig
+from sedona_runtime.data.config import MIN_BATCH_SIZE, DataConfig
 from sedona_runtime.models import ModelConfig
 from sedona_runtime.utils.errors import SedonaError
 
@@ -18,6 +18,8 @@ class TrainConfig:
     decoupling: str = "backprop"      # backprop | dgl:K | predsim:K | sedona:K | shipped name | file path
     retarget: bool = False            # allow a shipped decoupling of another arch (decoupling.retarget)
     steps: int | None = None          # iterations; one batch per step
+    epochs: int | None = None         # instead of steps: steps = epochs * (training samples // batch size),
+                                      # resolved once the data is loaded (resolve_epochs)
     batch_size: int | None = None     # training batch size; resolved into data.batch_size
     optimizer: str | None = None      # "sgd" | "adam"
     lr: float | None = None           # initial learning rate, cosine-decayed to final_lr over `steps`
@@ -34,6 +36,7 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     seed: int = 0                     # model/head init and batch order
     out_dir: str = "runs/default"
+    tensorboard: bool = False         # also write every metrics record as TensorBoard scalars (<out_dir>/tensorboard)
 
 
 # Per-data-set defaults (Appendix E.2). `digits` (8x8 images, ~1.6k training samples) and `synthetic` are
@@ -91,11 +94,52 @@ def method_of(decoupling: str) -> str:
 
 def _scale(cfg: TrainConfig) -> str:
     """The row of `_DATASET_DEFAULTS` that fits the data set (an ImageFolder tree by its image size)."""
+    if cfg.data.is_user:  # a data set function: CIFAR's recipe (its image size is not known before loading)
+        return "cifar10"
     if cfg.data.dataset != "imagefolder":
         return cfg.data.dataset if cfg.data.dataset in _DATASET_DEFAULTS else "tiny_imagenet"
     from sedona_runtime.data.build import stem_for_size
 
     return "imagenet" if stem_for_size(cfg.data.size) == "imagenet" else "tiny_imagenet"
+
+
+# The embedded digits are a demo data set of 8x8 images (README's main job: ResNet-152 cut in 4 on them, in a
+# few minutes on 2 cores): there an unset width is 0.25 and an unset resolution the smallest input the
+# network accepts (8 px as stored for the ResNets, 32 for VGG-19's five poolings). One rule for the
+# trainer, the pipeline and the search (embedded_defaults).
+EMBEDDED = "digits"
+EMBEDDED_WIDTH = 0.25
+EMBEDDED_SIZES = (8, 16, 32)
+
+
+def embedded_defaults(model: ModelConfig, data: DataConfig) -> tuple[ModelConfig, DataConfig]:
+    """(model, data) with the unset width and resolution filled: on the embedded digits, width 0.25 and the
+    smallest of 8, 16, 32 px the network accepts; elsewhere width 1.0 and the data set's resolution."""
+    from sedona_runtime.utils.imports import is_import_path
+
+    model, data = dataclasses.replace(model), dataclasses.replace(data)
+    embedded = data.dataset == EMBEDDED
+    if model.width is None and not is_import_path(model.arch):
+        model.width = EMBEDDED_WIDTH if embedded else 1.0
+    if data.image_size is None and embedded:
+        data.image_size = _smallest_input(model)
+    return model, data
+
+
+def _smallest_input(model: ModelConfig) -> int:
+    """The smallest of EMBEDDED_SIZES the network runs on (built on the meta device: shapes only)."""
+    import torch
+
+    from sedona_runtime.models import build_model, layer_output_shapes
+
+    for size in EMBEDDED_SIZES:
+        try:
+            with torch.device("meta"):
+                layer_output_shapes(build_model(dataclasses.replace(model, num_classes=10)), (3, size, size))
+            return size
+        except (SedonaError, RuntimeError, ValueError):
+            continue
+    return EMBEDDED_SIZES[-1]
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
@@ -110,31 +154,57 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         opt["weight_decay"] = _ARCH_WEIGHT_DECAY.get(cfg.model.arch, base["weight_decay"])
     if method == "predsim" and scale == "tiny_imagenet":
         opt.update(_PREDSIM_TINY)
-    out = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model), data=dataclasses.replace(cfg.data))
+    model, data = embedded_defaults(cfg.model, cfg.data)
+    out = dataclasses.replace(cfg, model=model, data=data)
     out.data.image_size = out.data.size  # the written config records the resolution actually used
     for name in ("optimizer", "lr", "final_lr", "weight_decay"):
         if getattr(out, name) is None:
             setattr(out, name, opt[name])
-    if out.steps is None:
+    if out.steps is None and out.epochs is None:
         out.steps = base["steps"]
     if out.batch_size is None:
         out.batch_size = base["batch_size"]
     out.data.batch_size = out.batch_size  # one source of truth: the data side reads it from DataConfig
     if out.label_smoothing is None:
         out.label_smoothing = 0.0 if method == "predsim" else 0.1
-    if out.eval_interval is None:
-        out.eval_interval = max(1, out.steps // 10)
-    if out.checkpoint_interval is None:
-        out.checkpoint_interval = max(1, out.steps // 4)
+    _step_defaults(out)
+    validate(out)
+    return out
+
+
+def _step_defaults(cfg: TrainConfig) -> None:
+    """Intervals that follow the step count, once it is known."""
+    if cfg.steps is None:
+        return
+    if cfg.eval_interval is None:
+        cfg.eval_interval = max(1, cfg.steps // 10)
+    if cfg.checkpoint_interval is None:
+        cfg.checkpoint_interval = max(1, cfg.steps // 4)
+
+
+def resolve_epochs(cfg: TrainConfig, train_size: int) -> TrainConfig:
+    """`cfg` with `steps` from `epochs` (epochs * (train_size // batch_size), full batches only, as
+    BatchStream draws them) and the intervals that follow; unchanged when `epochs` is None."""
+    if cfg.epochs is None:
+        return cfg
+    per_epoch = train_size // cfg.batch_size
+    if per_epoch < 1:
+        raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({train_size} samples)")
+    out = dataclasses.replace(cfg, steps=cfg.epochs * per_epoch)
+    _step_defaults(out)
     validate(out)
     return out
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise SedonaError naming the first out-of-range field of a resolved config."""
+    """Raise SedonaError naming the first out-of-range field of a resolved config (its data settings too)."""
     checks = [
-        (cfg.steps is not None and cfg.steps >= 1, f"steps must be >= 1, got {cfg.steps}"),
-        (cfg.batch_size is not None and cfg.batch_size >= 1, f"batch size must be >= 1, got {cfg.batch_size}"),
+        (cfg.steps is None and cfg.epochs is not None or cfg.steps is not None and cfg.steps >= 1,
+         f"steps must be >= 1, got {cfg.steps}"),
+        (cfg.epochs is None or isinstance(cfg.epochs, int) and cfg.epochs >= 1,
+         f"epochs must be >= 1, got {cfg.epochs}"),
+        (cfg.batch_size is not None and cfg.batch_size >= MIN_BATCH_SIZE,
+         f"batch size must be >= {MIN_BATCH_SIZE} (BatchNorm cannot train on a single sample), got {cfg.batch_size}"),
         (cfg.optimizer in _OPTIMIZERS, f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {cfg.optimizer!r}"),
         (cfg.lr is not None and cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
         (cfg.final_lr is not None and 0 <= cfg.final_lr, f"final lr must be >= 0, got {cfg.final_lr}"),
@@ -149,3 +219,10 @@ def validate(cfg: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise SedonaError(message)
+    cfg.data.validate()  # here too, so the pipeline refuses bad data settings before it creates anything
+    if cfg.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise SedonaError("--tensorboard needs the tensorboard package: pip install 'sedona-runtime[tensorboard]' "
+                              "(or pip install tensorboard)")

@@ -40,8 +40,18 @@ class Reporter:
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         """A validation pass finished."""
 
+    def stopping(self, step: int, signal_name: str) -> None:
+        """A stop signal (SIGINT = Ctrl-C, or SIGTERM) came: training stops after step `step`, saving a
+        checkpoint there; a second signal stops at once without saving it."""
+
     def finish(self, summary: dict) -> None:
         """Training and test evaluation are done."""
 
     def close(self) -> None:
         """Release the screen (also called when training fails)."""
+
+
+def network_line(cfg, input_shape: tuple[int, ...]) -> str:
+    """What the run trains, as resolved: 'network: resnet152 at width 0.25, input 3x8x8'."""
+    width = "" if cfg.model.width is None else f" at width {cfg.model.width:g}"
+    return f"network: {cfg.model.arch}{width}, input {'x'.join(str(int(d)) for d in input_shape)}"

@@ -1,7 +1,9 @@
 """The single-process greedy block-wise trainer: the reference every other execution mode is checked against."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import math
 import time
@@ -14,18 +16,20 @@ from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossErro
                                            memory_kind)
 from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from sedona_runtime.training.config import TrainConfig, resolve_defaults
-from sedona_runtime.training.display import Progress, Reporter, RunInfo
-from sedona_runtime.training.evaluate import EvalResult, evaluate
+from sedona_runtime.training.display import Progress, Reporter, RunInfo, network_line
+from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import flatten, to_dict
 from sedona_runtime.utils.errors import SedonaError
-from sedona_runtime.utils.io import atomic_torch_save
+from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
+from sedona_runtime.utils.io import WriteError, atomic_torch_save, os_error_in
+from sedona_runtime.utils.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
 # Fields that may differ between a run and its resumption without changing the computation.
-_RESUME_FREE = ("out_dir", "device", "log_interval")
+_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers")
 
 
 @dataclass
@@ -40,25 +44,43 @@ class RunParts:
     device: torch.device
 
 
-def build_parts(cfg: TrainConfig) -> RunParts:
+def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
     """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
 
     `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
+    `meta`: build the model and heads on the meta device (shapes, no weights, no memory): what the
+    pipeline's coordinator needs, which never runs the network.
     """
     from sedona_runtime.data import build_data
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model
+    from sedona_runtime.training.config import resolve_epochs
 
     device = resolve_device(cfg.device)
     bundle = build_data(cfg.data)
     if cfg.batch_size > len(bundle.train):
         raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
                           f"samples after the validation split); pass a smaller --batch-size")
+    cfg = resolve_epochs(cfg, len(bundle.train))
     model_cfg = dataclasses.replace(cfg.model, num_classes=int(bundle.num_classes),
                                     in_channels=int(bundle.input_shape[0]), stem=bundle.stem)
-    cfg = dataclasses.replace(cfg, model=model_cfg)
+    data_cfg = cfg.data
+    if data_cfg.is_user:  # the images are taken as they are: the config records their size
+        data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
+    cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
     torch.manual_seed(cfg.seed)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        return _build_network(cfg, model_cfg, bundle, device)
+
+
+def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device) -> RunParts:
+    """The model (checked against the data when it is a user's), its decoupling and its blocks."""
+    from sedona_runtime.heads import head_width_for
+    from sedona_runtime.models import build_model, list_models
+    from sedona_runtime.models.layered import check_output
+
     model = build_model(model_cfg)
+    if model_cfg.arch not in list_models():  # a user's network: check that it fits the data before training
+        with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
+            check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
     dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
     spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes, head_width_for(model_cfg.stem))
     blocks = build_blocks(model, dec, spec_fn)
@@ -72,13 +94,24 @@ def make_stream(parts: RunParts):
     return BatchStream(parts.bundle.train, parts.cfg.batch_size, parts.cfg.seed, parts.bundle.augment)
 
 
+def data_workers(parts: RunParts) -> int:
+    """DataLoader worker processes that read batches ahead: --workers, else data.feeder.default_workers."""
+    from sedona_runtime.data.feeder import default_workers
+
+    w = parts.cfg.data.workers
+    return default_workers(parts.bundle.train) if w is None else w
+
+
 def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResult:
-    """Errors of the chained blocks on `dataset` (fixed order, no augmentation)."""
-    from sedona_runtime.data import eval_batches
+    """Errors of the chained blocks on `dataset` (fixed order, no augmentation, normalized on their device)."""
+    from sedona_runtime.data import Preprocess
+    from sedona_runtime.data.feeder import eval_batches_raw
 
     first = runners[0]
-    return evaluate(parts.blocks, eval_batches(dataset, parts.cfg.eval_batch_size), first.device, first.dtype,
-                    amp=first.amp)
+    pre = Preprocess(dataset.mean, dataset.std)
+    batches = ((pre(raw, first.device), raw.y)
+               for raw in eval_batches_raw(dataset, parts.cfg.eval_batch_size, data_workers(parts)))
+    return evaluate(parts.blocks, batches, first.device, first.dtype, amp=first.amp)
 
 
 
@@ -104,18 +137,22 @@ class GreedyTrainer:
         self.step = 0
         self.best_val: float | None = None
         self.best_step: int | None = None
+        self.last_val: EvalResult | None = None
+        self.val_logged: int | None = None  # step of the last validation record in metrics.jsonl
         self.wall_s = 0.0           # training + validation wall time, accumulated over resumptions
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
+        self.lock: RunLock | None = None  # the run directory's, held from setup to the end of `run`
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
-        """Check the output directory, build everything, write (or check) config.json, load the checkpoint."""
+        """Check the output directory, build everything, take the directory's lock, write (or check)
+        config.json, load the checkpoint. A finished run asked to resume is RunFinished (nothing touched)."""
         # Cheap output-directory checks first (fail fast, nothing created), then device, data and decoupling;
         # the directory is only created once all of them are valid, so a bad config leaves nothing behind.
         self.run_dir.check(resume=resume, overwrite=overwrite)
         self.parts = parts = build_parts(self.cfg)
-        self.run_dir.prepare(resume=resume, overwrite=overwrite)
+        self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
         resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
@@ -124,6 +161,8 @@ class GreedyTrainer:
             check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
             self.run_dir.truncate_metrics(self.step)
+            self.val_logged = max((int(r["step"]) for r in self.run_dir.read_metrics() if "val_top1_error" in r),
+                                  default=None)
         else:
             self.run_dir.write_config(resolved)
 
@@ -139,6 +178,7 @@ class GreedyTrainer:
     def save_checkpoint(self) -> None:
         """Write checkpoints/last.pt atomically; refuses (and keeps the previous one) if a weight is NaN/inf."""
         for runner in self.runners:
+            runner.check_finite()
             bad = runner.block.first_non_finite()
             if bad is not None:
                 raise NonFiniteLossError(runner.block.index, len(self.runners), self.step, what=f"weight {bad!r}")
@@ -152,7 +192,11 @@ class GreedyTrainer:
         val = self.parts.bundle.val
         if val is None or len(val) == 0:
             return None
-        err = eval_split(self.parts, val, self.runners).top1_error
+        self.last_val = res = eval_split(self.parts, val, self.runners)
+        err = res.top1_error
+        if self.val_logged != self.step:  # a resumed finished run re-validates its last step: logged once
+            self.run_dir.log({"step": self.step, **eval_record(res, "val")})
+            self.val_logged = self.step
         if self.best_val is None or err < self.best_val:
             self.best_val, self.best_step = err, self.step
             atomic_torch_save(self.run_dir.best_weights, {"step": self.step, "val_error": err,
@@ -161,19 +205,27 @@ class GreedyTrainer:
         return err
 
     # -- the loop -------------------------------------------------------------------------------------
-    def train_steps(self, stream, until: int) -> None:
-        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals."""
+    def train_steps(self, stream, until: int, stop: StopRequest | None = None) -> None:
+        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals;
+        return early after the step during which `stop` was set."""
         cfg, k = self.cfg, len(self.runners)
         window = (self.train_s, self.step)  # throughput over train-step time only (validation excluded)
         losses = [math.nan] * k
         timings = [dict.fromkeys(("forward", "head", "backward", "optimizer"), 0.0) for _ in range(k)]
+        from sedona_runtime.data.feeder import train_batches
+
+        # Raw batches (read ahead by worker processes when they pay), scaled, augmented with their own
+        # draws and normalized on the first block's device: what the pipeline's block 1 does.
+        batches = train_batches(stream, self.step, until, data_workers(self.parts))
+        preprocess, device = stream.preprocess, self.runners[0].device
         while self.step < until:
             t0 = time.perf_counter()
-            x, y = stream.batch(self.step)
+            raw = next(batches)
+            x, y = preprocess(raw, device), raw.y
             lr = self.runners[0].lr
             for i, runner in enumerate(self.runners):
                 res = runner.train_step(x, y)
-                x, losses[i] = res.out, res.loss
+                x, losses[i] = res.out, res.loss_tensor  # read at the log interval (a device read on CUDA)
                 for name, sec in res.timings.items():
                     timings[i][name] = timings[i].get(name, 0.0) + sec
             self.step += 1
@@ -181,6 +233,9 @@ class GreedyTrainer:
             self.train_s += dt
             self.wall_s += dt
             if self.step % cfg.log_interval == 0 or self.step == until:
+                for runner in self.runners:
+                    runner.check_finite()
+                losses = [float(v) for v in losses]
                 rate = (self.step - window[1]) * cfg.batch_size / max(self.train_s - window[0], 1e-9)
                 window = (self.train_s, self.step)
                 self.run_dir.log({"step": self.step, "loss": list(losses), "lr": lr, "samples_per_s": rate,
@@ -195,21 +250,35 @@ class GreedyTrainer:
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
                 self.wall_s += time.perf_counter() - t1
+            if stop is not None and stop.is_set():
+                return
 
     def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
-        """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary."""
+        """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary.
+
+        The run directory's lock is held throughout (RunLocked when another live run has it). SIGINT or
+        SIGTERM stops after the current step with a checkpoint of it (Interrupted, exit code 128 + signal);
+        an OS error on a write is one WriteError line saying which checkpoint was kept.
+        """
+        stop: StopRequest | None = None
         try:
             self.setup(resume=resume, overwrite=overwrite)
             parts = self.parts
             self.reporter.start(RunInfo([b.name for b in parts.blocks], self.cfg.steps, self.step, str(parts.device),
-                                        [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
+                                        [network_line(self.cfg, parts.bundle.input_shape)]
+                                        + [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
             until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-            try:
-                self.train_steps(make_stream(parts), until)
-            except NonFiniteLossError as exc:
-                where = (f"last good checkpoint {self.run_dir.last_checkpoint} (step {self.checkpoint_step}) kept"
-                         if self.checkpoint_step is not None else "no checkpoint had been written")
-                raise exc.with_note(where) from None
+            with deferred_stop(lambda req: self.reporter.stopping(self.step + 1, req.name)) as stop:
+                try:
+                    self.train_steps(make_stream(parts), until, stop)
+                except NonFiniteLossError as exc:
+                    raise exc.with_note(self._kept("last good checkpoint", how="")) from None
+                if stop.is_set():
+                    if self.checkpoint_step != self.step:
+                        self.save_checkpoint()
+                    raise Interrupted(f"interrupted ({stop.name}) after step {self.step} of {self.cfg.steps}: "
+                                      f"checkpoint of step {self.step} saved in {self.run_dir.last_checkpoint}; "
+                                      f"continue with --resume --out {self.run_dir.path}", exit_code=stop.exit_code)
             if self.step < self.cfg.steps:  # stopped early on request: leave a resumable checkpoint
                 self.save_checkpoint()
                 return {"stopped_at": self.step}
@@ -221,8 +290,31 @@ class GreedyTrainer:
             self.run_dir.write_summary(summary)
             self.reporter.finish(summary)
             return summary
+        except KeyboardInterrupt:
+            if stop is None:
+                raise Interrupted("interrupted before training " + ("resumed; the run's files are unchanged" if resume
+                                                                    else "started; nothing to resume")) from None
+            if self.step >= self.cfg.steps:
+                when = "interrupted during the final evaluation"
+            else:
+                again = " again" if stop.is_set() else ""
+                when = f"interrupted{again}: stopped at once during step {self.step + 1}, without saving it"
+            raise Interrupted(f"{when}; {self._kept('checkpoint')}", exit_code=stop.exit_code) from None
+        except WriteError as exc:
+            how = f"{'free some space' if _no_space(exc) else 'fix the cause'} and continue with --resume"
+            raise SedonaError(f"{exc}; training stopped at step {self.step}, {self._kept('checkpoint', how)}") from None
         finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
             self.reporter.close()
+            self.run_dir.close()
+
+    def _kept(self, what: str, how: str = "continue with --resume") -> str:
+        """Which checkpoint survives a failure, and how to continue from it."""
+        if self.checkpoint_step is None:
+            return "no checkpoint had been written"
+        return f"{what} {self.run_dir.last_checkpoint} (step {self.checkpoint_step}) kept" + (f"; {how}" if how else "")
 
     def summarize(self) -> dict:
         """Test errors of the final weights (classifier and aux ensemble), best val, time, memory."""
@@ -235,6 +327,7 @@ class GreedyTrainer:
             "decoupling": self.parts.decoupling.to_json()["blocks"],
             "test": dataclasses.asdict(test),
             "test_accuracy": 1.0 - test.top1_error,
+            "val": dataclasses.asdict(self.last_val) if self.last_val is not None else None,
             "best_val_error": self.best_val,
             "best_val_step": self.best_step,
             "wall_time_s": self.wall_s,
@@ -244,6 +337,11 @@ class GreedyTrainer:
             "peak_memory_kind": memory_kind(self.parts.device),
             "device": str(self.parts.device),
         }
+
+
+def _no_space(exc: WriteError) -> bool:
+    cause = os_error_in(exc)
+    return cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def train(cfg: TrainConfig, *, reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,

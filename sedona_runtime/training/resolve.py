@@ -41,7 +41,7 @@ def resolve_for_model(spec: str, arch: str, num_layers: int, *, retarget: bool =
     """
     from sedona_runtime.decoupling import list_shipped, load_decoupling, resolve_decoupling
     from sedona_runtime.decoupling import retarget as retarget_fn
-    from sedona_runtime.decoupling.resolve import sedona_decoupling
+    from sedona_runtime.decoupling.resolve import is_spec, sedona_decoupling
 
     m = _KSPEC.match(spec or "")
     if m and m.group("name") == "sedona":
@@ -54,7 +54,7 @@ def resolve_for_model(spec: str, arch: str, num_layers: int, *, retarget: bool =
             k = int(m.group("k"))
             src_layers = load_decoupling(sorted(n for n in list_shipped() if n.startswith(f"{source}_k"))[0]).num_layers
             return retarget_fn(sedona_decoupling(source, src_layers, k), arch, num_layers)
-    if spec != "backprop" and not m:
+    if not is_spec(spec or ""):  # a file or shipped name (a malformed NAME:K is refused by resolve_decoupling)
         dec = load_decoupling(spec)
         if dec.arch != arch and not retarget:
             raise SedonaError(f"decoupling {spec}: made for arch {dec.arch!r} ({dec.num_layers} layers), but the model "

@@ -6,6 +6,7 @@ class SedonaError(Exception):
     """A problem with the user's input or environment: shown as one line, never as a traceback."""
 
     exit_code: int = 2
+    label: str = "error: "  # what the CLIs print before the message ("" for notices such as a clean stop)
 
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)

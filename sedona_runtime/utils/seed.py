@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 
@@ -36,3 +38,28 @@ def seed_everything(seed: int) -> None:
     except ImportError:  # numpy is a dependency, but seeding must not be what breaks without it
         pass
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextmanager
+def seeded_globals(*parts: int | str) -> Iterator[None]:
+    """Seed torch's (CPU), Python's and NumPy's global generators from `derive_seed(*parts)` for the
+    duration of the block, then restore their previous states (user code drawing from the global
+    generators becomes a pure function of `parts` without disturbing anyone else's randomness)."""
+    seed = derive_seed(*parts)
+    torch_state, py_state = torch.get_rng_state(), random.getstate()
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        np = None  # type: ignore[assignment]
+    np_state: Any = np.random.get_state() if np is not None else None
+    torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA streams stay untouched
+    random.seed(seed)
+    if np is not None:
+        np.random.seed(seed % (1 << 32))
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        random.setstate(py_state)
+        if np is not None:
+            np.random.set_state(np_state)

@@ -31,10 +31,22 @@ def test_trains_and_prints_test_accuracy(tmp_path, capsys):
     assert "test accuracy" in printed and "aux ensemble" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["K"] == 2 and summary["steps"] == 3
-    # --resume of a finished run only re-evaluates; the same weights give the same test errors.
+    # --resume of a finished run says so (exit 0: there is nothing left to do) and touches no file.
+    before = _snapshot(out)
     assert main(["--resume", "--out", str(out), "--plain"]) == 0
-    assert json.loads((out / "summary.json").read_text())["test"] == summary["test"]
-    _fails(capsys, TINY + ["--decoupling", "dgl:2", "--out", str(out)], "already holds a run", "--overwrite")
+    captured = capsys.readouterr()
+    assert captured.err == (f"run {out} has already finished (3 steps, results in {out / 'summary.json'}); nothing "
+                            "to resume, every file is left as it is (to train it again pass --overwrite, or choose "
+                            "another --out)\n") and captured.out == ""
+    assert _snapshot(out) == before
+    _fails(capsys, TINY + ["--decoupling", "dgl:2", "--out", str(out)], "already holds a run, which has finished", "--overwrite")
+    assert _snapshot(out) == before
+
+
+def _snapshot(root) -> dict:
+    """Every file under `root` with its bytes and modification time."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file()}
 
 
 def test_shipped_decoupling_of_another_arch_needs_retarget(tmp_path, capsys):
@@ -58,9 +70,14 @@ def test_sedona_k_on_an_unsearched_arch_needs_retarget(tmp_path, capsys):
     (["--steps", "many"], ["--steps"]),
     (["--steps", "0"], ["steps"]),
     (["--arch", "nonet"], ["nonet"]),
+    (["--batch-size", "1"], ["batch size must be >= 2 (BatchNorm cannot train on a single sample), got 1"]),
+    (["--decoupling", "dgl:two"], ["decoupling 'dgl:two': K must be a whole number of blocks (e.g. dgl:4), got 'two'"]),
+    (["--decoupling", "sedona:x", "--retarget"], ["K must be a whole number of blocks (e.g. sedona:4), got 'x'"]),
+    (["--data-dir", "."], ["--data-dir . was given, but data set 'digits' reads no directory", "--dataset"]),
 ])
 def test_bad_options(tmp_path, capsys, extra, words):
     _fails(capsys, TINY + ["--out", str(tmp_path / "run")] + extra, *words)
+    assert not (tmp_path / "run").exists()
 
 
 def test_malformed_decoupling_file(tmp_path, capsys):

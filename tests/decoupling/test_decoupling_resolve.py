@@ -68,7 +68,8 @@ def test_names_and_paths(tmp_path, monkeypatch):
     [
         ("dgl:7", "small", 6, r"K must be in 1..6"),
         ("dgl:0", "small", 6, r"K must be in 1..6"),
-        ("predsim:x", "small", 6, r"K must be an integer, got 'x'"),
+        ("predsim:x", "small", 6, r"K must be a whole number of blocks \(e.g. predsim:4\), got 'x'"),
+        ("dgl:", "small", 6, r"K must be a whole number of blocks \(e.g. dgl:4\), got ''"),
         ("foo:2", "small", 6, r"unknown method 'foo'"),
         ("sedona:2", "small", 6, r"no searched decoupling shipped for arch 'small'"),
         ("sedona:17", "resnet50", 16, r"K must be in 1..16"),
@@ -84,9 +85,12 @@ def test_bad_specs(spec, arch, L, message):
         resolve_decoupling(spec, arch, L)
 
 
-def test_load_decoupling_refuses_model_dependent_specs():
-    with pytest.raises(SedonaError, match="resolve_decoupling"):
+def test_load_decoupling_refuses_model_dependent_specs_with_a_user_message():
+    with pytest.raises(SedonaError, match=r"'dgl:4' is built for a given network, not read from a file: name the "
+                                          r"architecture too \(--arch\)"):
         load_decoupling("dgl:4")
+    with pytest.raises(SedonaError, match=r"'dgl:two': K must be a whole number of blocks \(e.g. dgl:4\), got 'two'"):
+        load_decoupling("dgl:two")
 
 
 def test_retarget_places_cuts_proportionally_and_keeps_heads():

@@ -11,8 +11,8 @@ from pipeline_helpers import RUN_ARGS
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory):
-    """The single-process trainer on the pipeline tests' run: (its config.json 'train', final block weights).
+def reference_dir(tmp_path_factory):
+    """The single-process trainer's run directory of the pipeline tests' run (config, metrics, summary, weights).
 
     The config comes from the pipeline CLI's own option parsing, so both modes train the same config;
     one torch thread makes the CPU kernels bit-reproducible.
@@ -29,6 +29,35 @@ def reference(tmp_path_factory):
         train(cfg)
     finally:
         torch.set_num_threads(threads)
-    ck = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
-    saved = json.loads((out / "config.json").read_text())["train"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference(reference_dir):
+    """(the reference run's config.json 'train', its final block weights)."""
+    ck = torch.load(reference_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    saved = json.loads((reference_dir / "config.json").read_text())["train"]
     return saved, [b["block"] for b in ck["blocks"]]
+
+
+@pytest.fixture(params=["rpc", "p2p"])
+def transport(request) -> list[str]:
+    """Each multi-process test runs on both transports: the options that select one."""
+    return ["--transport", request.param]
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory):
+    """`get(transport)`: (run directory, stdout) of the pipeline tests' run done once per transport and kept
+    for the session. Tests that change the directory work on a copy."""
+    from pipeline_helpers import run_to_end
+
+    cache: dict = {}
+
+    def get(transport: str):
+        if transport not in cache:
+            run_dir = tmp_path_factory.mktemp(f"pipeline_{transport}") / "run"
+            cache[transport] = (run_dir, run_to_end([*RUN_ARGS, "--transport", transport, "--out", str(run_dir)]))
+        return cache[transport]
+
+    return get

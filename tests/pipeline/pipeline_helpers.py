@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = 30
 CKPT = 6
 RUN_ARGS = ["--blocks", "3", "--decoupling", "dgl:3", "--arch", "small", "--width", "0.5", "--dataset", "digits",
-            "--image-size", "16", "--batch-size", "32", "--steps", str(STEPS), "--eval-interval", "0",
-            "--checkpoint-interval", str(CKPT), "--threads", "1", "--plain", "--timeout", "60"]
+            "--image-size", "16", "--batch-size", "32", "--steps", str(STEPS), "--eval-interval", "10",
+            "--checkpoint-interval", str(CKPT), "--threads", "1", "--plain", "--timeout", "60", "--devices", "cpu"]
 
 
 def free_port() -> int:
@@ -38,14 +38,26 @@ def env() -> dict:
     return e
 
 
-def start(args: list[str], *, torchrun: list[str] | None = None) -> subprocess.Popen:
-    """Start `launch/greedy.py ARGS` (under torchrun when given its options) in a new session."""
+def start(args: list[str], *, torchrun: list[str] | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Start `launch/greedy.py ARGS` (under torchrun when given its options) in a new session, in `cwd`."""
     if torchrun is None:
         cmd = [sys.executable, str(ROOT / "launch" / "greedy.py"), *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun, str(ROOT / "launch" / "greedy.py"), *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+
+
+def run_to_end(args: list[str], *, cwd: Path = ROOT, timeout: float = 120) -> str:
+    """Run `launch/greedy.py ARGS` to a successful end (bounded) and return its stdout; nothing is left behind."""
+    proc = start(args, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-3000:]
+        assert not tree(proc)
+    finally:
+        kill_session(proc)
+    return out
 
 
 def tree(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -116,3 +128,16 @@ def assert_same_weights(got: list[dict], want: list[dict]) -> None:
             # the same order as the single-process trainer, so there is no round-off to tolerate.
             assert torch.equal(g[name], w[name]), f"block {i}: {name} differs (max |d| = " \
                 f"{(g[name].double() - w[name].double()).abs().max():.3g})"
+
+
+def listening(proc: subprocess.Popen) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening inet socket of `proc` and its descendants."""
+    out = []
+    for p in tree(proc):
+        try:
+            for c in p.net_connections("inet"):
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((p.pid, c.laddr.ip, c.laddr.port))
+        except psutil.Error:
+            pass
+    return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, _Error
+from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, Failure
 from sedona_runtime.pipeline.channel import Aborted, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.stop import StopSignal
 
@@ -33,7 +33,7 @@ def test_out_of_order_delivery_is_put_back_in_sender_order():
 
 def test_end_and_error_markers_raise_on_get():
     q = BoundedQueue(depth=2, stop=StopSignal())
-    q.put_async(_Error("block1", "boom"))
+    q.put_async(Failure("block1", "boom"))
     q.put_async(END)
     with pytest.raises(PeerError, match="block1: boom"):
         q.get(1.0)

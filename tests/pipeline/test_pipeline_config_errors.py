@@ -56,6 +56,11 @@ def test_device_list_length(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--devices", "cpu,cpu"], capsys, tmp_path, "lists 2 device(s)")
 
 
+def test_a_device_name_that_is_no_device(capsys, tmp_path):
+    # One word that is not a device is a naming problem, not a list of the wrong length.
+    _fails(["--blocks", "3", *BASE, "--devices", "gpu"], capsys, tmp_path, "'gpu' is not a device")
+
+
 def test_core_sets_are_disjoint_or_round_robin():
     assert core_sets(2, [0, 1, 2, 3, 4]) == [[0, 1, 2], [3, 4]]
     # More blocks than cores (4 blocks on a 2-core machine): cores are shared round-robin.
@@ -74,3 +79,35 @@ def test_existing_run_is_not_overwritten_silently(capsys, tmp_path):
 
 def test_resume_needs_a_committed_checkpoint(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--resume"], capsys, tmp_path, "config.json")  # nothing to resume
+
+
+def test_a_queue_depth_whose_activations_cannot_fit_is_refused(capsys, tmp_path):
+    _fails(["--blocks", "3", *BASE, "--queue-depth", "100000000"], capsys, tmp_path, "--queue-depth 100000000 lets up to")
+
+
+def test_queue_budget_counts_every_edge():
+    from sedona_runtime.pipeline import queue_budget
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+    from sedona_runtime.training.greedy import build_parts
+
+    cfg = resolve_defaults(TrainConfig(decoupling="dgl:3", batch_size=8, device="cpu", out_dir=str("unused")))
+    parts = build_parts(cfg)
+    per_edge = queue_budget.item_bytes(parts, 8)
+    c, h, w = parts.bundle.input_shape
+    assert len(per_edge) == 3 and per_edge[0] == 8 * (c * h * w * 1 + 8)  # the raw uint8 images, and labels
+    assert queue_budget.check(parts, 2, 2, 8, available=10**12) == 5 * sum(per_edge)
+    with pytest.raises(Exception, match="use --queue-depth"):
+        queue_budget.check(parts, 2, 2, 8, available=sum(per_edge))
+
+
+def test_malformed_data_leaves_no_run_directory(capsys, tmp_path):
+    import pickle
+
+    data = tmp_path / "c10" / "cifar-10-batches-py"
+    data.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(data / name, "wb") as f:
+            pickle.dump({"data": __import__("numpy").zeros((40, 3072), dtype="uint8"), "labels": [0] * 37}, f)
+    _fails(["--blocks", "3", *BASE, "--dataset", "cifar10", "--data-dir", str(tmp_path / "c10")], capsys, tmp_path,
+           "40 images but 37 labels")
+    assert not (tmp_path / "run").exists()

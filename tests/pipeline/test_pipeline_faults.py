@@ -1,15 +1,18 @@
 """Faults end the whole pipelined run quickly and cleanly; --resume continues from the last commit."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
 
-from pipeline_helpers import (CKPT, RUN_ARGS, STEPS, assert_same_weights, committed_step, kill_session,
-                              pipeline_weights, start, wait_gone)
+from pipeline_helpers import (CKPT, ROOT, RUN_ARGS, STEPS, assert_same_weights, committed_step, env, kill_session,
+                              listening, pipeline_weights, start, wait_gone)
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(170)]
 
@@ -31,11 +34,11 @@ def _blocks(proc) -> list[psutil.Process]:
     return psutil.Process(proc.pid).children()
 
 
-def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
+def test_killed_block_ends_run_and_resume_matches(tmp_path, reference, transport):
     _, want = reference
     run_dir = tmp_path / "run"
     # A slower queue (depth 1, window 1) keeps the run going long enough to be killed mid-way.
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
     try:
         step = _wait_commit(proc, run_dir)
         blocks = _blocks(proc)
@@ -56,7 +59,8 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
     assert last is not None and last >= step and last % CKPT == 0 and last < STEPS
     pipeline_weights(run_dir, last)  # every block file of the committed step loads
 
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--resume"])
+    # The run's settings (blocks, decoupling, model, data, transport, ...) come from its config.json.
+    proc = start(["--out", str(run_dir), "--resume", "--plain"])
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
@@ -67,27 +71,41 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference):
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
 
 
-def test_ctrl_c_stops_every_process(tmp_path):
+def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transport):
     run_dir = tmp_path / "run"
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    # Long enough to be still training when the second run and Ctrl-C come (stopped long before the end).
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
+                  "--steps", "5000", "--checkpoint-interval", "20"])
     try:
         _wait_commit(proc, run_dir)
         assert len(_blocks(proc)) == 3
-        os.kill(proc.pid, signal.SIGINT)  # to the coordinator only, as an external `kill -INT`
+        # A run on one machine listens on loopback only: the RPC control plane, its store, the gloo group.
+        sockets = listening(proc)
+        assert len({pid for pid, _, _ in sockets}) == 4, sockets  # the coordinator and three blocks listen
+        assert all(ipaddress.ip_address(ip).is_loopback for _, ip, _ in sockets), sockets
+        # The live run owns its directory: a second run, or --overwrite, into it is one clear refusal.
+        second = subprocess.run([sys.executable, str(ROOT / "launch" / "greedy.py"), *RUN_ARGS, "--out", str(run_dir),
+                                 "--overwrite"], capture_output=True, text=True, timeout=60, env=env())
+        assert second.returncode == 2 and "is in use by another run: pid" in second.stderr, second.stderr
+        os.killpg(proc.pid, signal.SIGINT)  # to every process of the group, as Ctrl-C in a terminal
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err[-3000:]
-        assert "interrupted" in err and "Traceback" not in err, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
         assert not wait_gone(proc.pid, 10), "processes left behind"
     finally:
         kill_session(proc)
-    assert committed_step(run_dir) is not None
+    # The run stopped at a step boundary and committed that step, whatever the checkpoint interval.
+    line = next(line for line in err.splitlines() if line.startswith("interrupted"))
+    step = int(line.split(" after step ")[1].split(" ")[0])
+    assert committed_step(run_dir) == step and "continue with --resume" in line, line
+    pipeline_weights(run_dir, step)  # every block file of it loads
 
 
-def test_block_that_raises_is_named(tmp_path):
+def test_block_that_raises_is_named(tmp_path, transport):
     # A learning rate this large makes a loss non-finite within a few steps: a real error raised
     # inside a block process, which must reach the coordinator with the block's name and message.
     run_dir = tmp_path / "run"
-    proc = start([*RUN_ARGS, "--out", str(run_dir), "--lr", "1e12"])
+    proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--lr", "1e12"])
     try:
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 1, err[-3000:]
@@ -96,3 +114,4 @@ def test_block_that_raises_is_named(tmp_path):
         kill_session(proc)
     line = next(line for line in err.splitlines() if line.startswith("error: "))
     assert "failed: NonFiniteLossError: non-finite loss" in line and line.startswith("error: block"), err[-3000:]
+

@@ -84,3 +84,43 @@ def test_explicit_values_win_over_defaults():
 def test_bad_values_are_named(field, value, words):
     with pytest.raises(SedonaError, match=words):
         resolve_defaults(TrainConfig(**{field: value}))
+
+
+@pytest.mark.parametrize("kind", ["trainer", "pipeline", "search"])
+def test_batch_size_one_is_refused_by_the_validation_all_modes_share(kind):
+    """Before any data, model or directory: the trainer and the pipeline resolve through resolve_defaults,
+    the search validates its DataConfig."""
+    from sedona_runtime.data.config import DataConfig
+
+    with pytest.raises(SedonaError, match=r"must be (>=|at least) 2 \(BatchNorm cannot train on a single sample\)"):
+        if kind == "trainer":
+            resolve_defaults(TrainConfig(batch_size=1))
+        elif kind == "pipeline":
+            from sedona_runtime.pipeline.config import PipelineConfig
+            from sedona_runtime.pipeline.launcher import resolve
+
+            resolve(PipelineConfig(train=TrainConfig(batch_size=1), blocks=2))
+        else:
+            from sedona_runtime.search.config import SearchConfig
+
+            SearchConfig(data=DataConfig(batch_size=1, val_fraction=0.4)).validate()
+
+
+def test_epochs_resolve_to_steps_once_the_data_is_known(user_pkg, tmp_path):
+    """--epochs: steps = epochs * (training samples // batch size); the intervals follow the resolved steps."""
+    from sedona_runtime.data.config import DataConfig
+    from sedona_runtime.models import ModelConfig
+    from sedona_runtime.training.greedy import build_parts
+
+    cfg = TrainConfig(model=ModelConfig(arch="small", width=0.25),
+                      data=DataConfig(dataset="byo_user_pkg.data:build_float"),
+                      epochs=3, batch_size=16, device="cpu", out_dir=str(tmp_path))
+    resolved = resolve_defaults(cfg)
+    assert resolved.steps is None and resolved.eval_interval is None  # not known before the data is loaded
+    parts = build_parts(resolved)
+    # 96 training images, 10% of each class (24 -> 2) held out: 88 left -> 5 full batches of 16 per epoch.
+    assert len(parts.bundle.train) == 88
+    assert (parts.cfg.steps, parts.cfg.eval_interval, parts.cfg.checkpoint_interval) == (15, 1, 3)
+    assert parts.cfg.data.image_size == 12  # a data set function's image size is recorded as it is
+    with pytest.raises(SedonaError, match="epochs must be >= 1"):
+        resolve_defaults(TrainConfig(epochs=0))

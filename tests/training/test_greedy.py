@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 
 import pytest
 import torch
@@ -15,21 +16,28 @@ from sedona_runtime.training.display import Reporter
 from sedona_runtime.training.greedy import GreedyTrainer, train
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.interrupt import Interrupted
 
 
 class _InterruptAt(Reporter):
-    """Simulates Ctrl-C after global step `at` (between steps, after its metrics line)."""
+    """After global step `at` (after its metrics line): sends `signal` to this process (as Ctrl-C or a
+    scheduler's SIGTERM would), or with `abrupt` raises KeyboardInterrupt there (as a second Ctrl-C does)."""
 
-    def __init__(self, at: int) -> None:
-        self.at = at
+    def __init__(self, at: int, sig: int = signal.SIGINT, abrupt: bool = False) -> None:
+        self.at, self.sig, self.abrupt, self.said = at, sig, abrupt, []
 
     def step(self, progress) -> None:
         if progress.step == self.at:
-            raise KeyboardInterrupt
+            if self.abrupt:
+                raise KeyboardInterrupt
+            signal.raise_signal(self.sig)
+
+    def stopping(self, step: int, signal_name: str) -> None:
+        self.said.append((step, signal_name))
 
 
 def _weights(out_dir) -> list[dict]:
-    return [b["block"] for b in torch.load(out_dir / "checkpoints" / "last.pt", weights_only=False)["blocks"]]
+    return [b["block"] for b in torch.load(out_dir / "checkpoints" / "last.pt", weights_only=True)["blocks"]]
 
 
 def _assert_same_weights(a: list[dict], b: list[dict]) -> None:
@@ -40,21 +48,39 @@ def _assert_same_weights(a: list[dict], b: list[dict]) -> None:
             assert torch.equal(sa[name], sb[name]), name
 
 
-def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("sig, abrupt, kept", [(signal.SIGINT, False, 3), (signal.SIGTERM, False, 3),
+                                               (signal.SIGINT, True, 2)])
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, sig, abrupt, kept):
     full = train(synthetic_cfg(tmp_path / "full"))
-    with pytest.raises(KeyboardInterrupt):  # after step 3: the last checkpoint is step 2's
-        train(synthetic_cfg(tmp_path / "cut"), reporter=_InterruptAt(3))
-    assert torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["step"] == 2
+    reporter = _InterruptAt(3, sig, abrupt)
+    with pytest.raises(Interrupted) as info:
+        train(synthetic_cfg(tmp_path / "cut"), reporter=reporter)
+    # A signal stops after step 3 and checkpoints it; an abrupt stop keeps step 2's checkpoint.
+    assert torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=True)["step"] == kept
+    assert info.value.exit_code == 128 + sig
+    if abrupt:
+        assert "stopped at once during step 4, without saving it" in str(info.value)
+        assert f"(step 2) kept; continue with --resume" in str(info.value) and reporter.said == []
+    else:
+        assert str(info.value) == (f"interrupted ({signal.Signals(sig).name}) after step 3 of 6: checkpoint of step 3 "
+                                   f"saved in {tmp_path / 'cut/checkpoints/last.pt'}; continue with --resume --out "
+                                   f"{tmp_path / 'cut'}")
+        assert reporter.said == [(4, signal.Signals(sig).name)]  # said at once (the step in progress is 4)
+    assert not (tmp_path / "cut/run.lock").exists()  # the lock is released
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     resumed = train(synthetic_cfg(tmp_path / "cut"), resume=True)
 
     _assert_same_weights(_weights(tmp_path / "full"), _weights(tmp_path / "cut"))  # exact, float64 and float32
     assert resumed["test"] == full["test"]
     assert resumed["best_val_error"] == full["best_val_error"]
     # The resumed metrics log has each step once (step 3 from the interrupted run was dropped and recomputed).
-    lines = [json.loads(s) for s in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(s) for s in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(s) for s in (tmp_path / "full/metrics.jsonl").read_text().splitlines()]
+    lines = [r for r in records if "loss" in r]
     assert [r["step"] for r in lines] == list(range(1, 7))
-    assert [r["loss"] for r in lines] == [r["loss"] for r in ref]
+    assert [r["loss"] for r in lines] == [r["loss"] for r in ref if "loss" in r]
+    # Validation records (every 2 steps and at the end) too: once each, with the same per-block errors.
+    assert [r for r in records if "val_top1_error" in r] == [r for r in ref if "val_top1_error" in r]
 
 
 def test_run_directory_contents(tmp_path):
@@ -64,9 +90,17 @@ def test_run_directory_contents(tmp_path):
     cfg = from_dict(TrainConfig, saved["train"])
     assert cfg.model.num_classes == 4 and cfg.model.in_channels == 3  # resolved from the data
     assert [b["last"] for b in saved["decoupling"]["blocks"]] == [2, 4, 6]
-    metrics = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = [r for r in records if "loss" in r]
     assert len(metrics) == 6 and all(len(m["loss"]) == 3 and m["samples_per_s"] > 0 for m in metrics)
     assert metrics[0]["lr"] > metrics[-1]["lr"]  # cosine decay
+    # Validation records every eval interval (2) and at the end, with every block's own head's errors.
+    vals = [r for r in records if "val_top1_error" in r]
+    assert [r["step"] for r in vals] == [2, 4, 6]
+    assert all(len(r["val_block_top1_error"]) == 3 and r["val_block_top1_error"][-1] == r["val_top1_error"]
+               for r in vals)
+    assert summary["val"]["block_top1_error"] == vals[-1]["val_block_top1_error"]
+    assert len(summary["test"]["block_top1_error"]) == 3
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert 0 <= summary["test"]["top1_error"] <= 1 and summary["test"]["ensemble_top1_error"] is not None
     assert len(summary["peak_memory_bytes"]) == 3 and min(summary["peak_memory_bytes"]) > 0
@@ -86,13 +120,15 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_non_finite_loss_names_block_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
-    original = BatchStream.batch
+    original = BatchStream.raw
 
     def poisoned(self, step):  # from global step index 4 (the 5th step) on, the inputs are NaN
-        x, y = original(self, step)
-        return (x * float("nan"), y) if step >= 4 else (x, y)
+        raw = original(self, step)
+        if step >= 4:  # float images are taken as they are (no scaling), so the NaN reaches the network
+            raw.x = raw.x.float() * float("nan")
+        return raw
 
-    monkeypatch.setattr(BatchStream, "batch", poisoned)
+    monkeypatch.setattr(BatchStream, "raw", poisoned)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as info:
         train(synthetic_cfg(out))
@@ -131,8 +167,10 @@ def test_output_directory_problems_fail_before_training(tmp_path):
     assert hashlib.sha256((out / "checkpoints/last.pt").read_bytes()).hexdigest() == digest
     with pytest.raises(SedonaError, match="cannot resume"):
         train(synthetic_cfg(tmp_path / "fresh"), resume=True)
+    stopped = tmp_path / "stopped"
+    assert GreedyTrainer(synthetic_cfg(stopped, steps=2)).run(stop_at=1) == {"stopped_at": 1}
     with pytest.raises(SedonaError, match="config differs.*lr"):
-        train(synthetic_cfg(out, steps=1, lr=0.5), resume=True)
+        train(synthetic_cfg(stopped, steps=2, lr=0.5), resume=True)
 
 
 def test_bad_config_leaves_no_run_directory(tmp_path):

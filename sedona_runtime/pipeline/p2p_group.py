@@ -1,0 +1,44 @@
+"""The c10d process group the p2p transport sends on: gloo for all ranks, NCCL pairs between GPUs."""
+from __future__ import annotations
+
+import datetime
+import warnings
+
+import torch.distributed as dist
+
+
+def nccl_edges(placements: dict[int, dict], blocks: int) -> list[tuple[int, int]]:
+    """Block-to-block edges (i, i+1) whose ends are CUDA devices NCCL can pair: different GPUs or machines.
+
+    Two processes on one GPU cannot share an NCCL communicator; such an edge (and any edge with a CPU
+    end, the coordinator's included) uses gloo through pinned host memory.
+    """
+    edges = []
+    for i in range(1, blocks):
+        a, b = placements[i], placements[i + 1]
+        if a["device"].startswith("cuda") and b["device"].startswith("cuda"):
+            if a.get("host") != b.get("host") or a["device"] != b["device"]:
+                edges.append((i, i + 1))
+    return edges
+
+
+def join(store: dist.Store, rank: int, world_size: int, timeout: float,
+         nccl: list[tuple[int, int]]) -> dict[tuple[int, int], object]:
+    """Join the group (every rank of the run calls this, in the same order); the NCCL group of each edge
+    this rank is an end of."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dist.init_process_group("gloo", store=dist.PrefixStore("sedona/p2p", store), rank=rank,
+                                world_size=world_size, timeout=datetime.timedelta(seconds=timeout))
+        groups = {}
+        for edge in nccl:  # collective: every rank creates every edge's group, members keep theirs
+            group = dist.new_group(list(edge), backend="nccl")
+            if rank in edge:
+                groups[edge] = group
+    return groups
+
+
+def leave() -> None:
+    """Destroy the group (after every transfer finished; a failed run exits without it)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

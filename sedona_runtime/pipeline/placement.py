@@ -1,0 +1,75 @@
+"""Where each block process runs: one rule for self-launched and torchrun-launched runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sedona_runtime.pipeline.affinity import core_sets, resolve_device
+
+
+@dataclass
+class Placement:
+    """Block `rank`'s process (rank = block index, 1-based): its device, CPU cores and torch threads."""
+
+    rank: int
+    device: str = "cpu"
+    cores: list[int] | None = None
+    threads: int = 0
+    next_device: str | None = None   # the next block's device when it is on this machine (device maps)
+
+
+def place_block(devices: str, explicit: list[str] | None, threads: int, rank: int, local_rank: int,
+                local_size: int) -> Placement:
+    """The placement of block `rank`, the only rule for both launch modes.
+
+    The blocks on one machine take slots 0..n-1 in rank order. On the coordinator's machine (the one
+    holding rank 0, i.e. rank - local_rank == 0) the coordinator is local rank 0, so a block's slot is
+    local_rank - 1 of n = local_size - 1; on any other machine slot = local_rank of n = local_size.
+    Device: this block's entry of an explicit --devices list, else cuda:(slot mod #GPUs) when CUDA
+    exists and --devices is not cpu, else cpu. CPU cores: set `slot` of n disjoint sets of the cores
+    this process may use (round-robin single cores when n exceeds them). The coordinator needs no
+    placement: it uses no GPU and one CPU thread while the blocks train.
+    """
+    with_coordinator = rank - local_rank == 0
+    slot = local_rank - 1 if with_coordinator else local_rank
+    n = local_size - 1 if with_coordinator else local_size
+    device = str(explicit[rank - 1]) if explicit is not None else str(resolve_device(devices, slot))
+    nxt = None
+    if local_rank + 1 < local_size:  # ranks are contiguous per machine: the next block runs here too
+        if explicit is None:
+            nxt = str(resolve_device(devices, slot + 1))
+        elif rank < len(explicit):
+            nxt = str(explicit[rank])
+    return Placement(rank=rank, device=device, cores=core_sets(n)[slot], threads=threads, next_device=nxt)
+
+
+def local_placements(devices: str, explicit: list[str] | None, threads: int, blocks: int) -> list[Placement]:
+    """Blocks 1..K all on this machine next to the coordinator (the self-launched run)."""
+    return [place_block(devices, explicit, threads, i, i, blocks + 1) for i in range(1, blocks + 1)]
+
+
+def sharing_notes(placements: dict[int, dict], available: int | None = None) -> list[str]:
+    """One line per shared resource: blocks on the same GPU, or more CPU blocks than cores on a machine."""
+    notes = []
+    by_gpu: dict[tuple[str, str], list[int]] = {}
+    cpu_blocks: dict[str, list[int]] = {}
+    cores: dict[str, set[int]] = {}
+    for i, p in sorted(placements.items()):
+        host = p.get("host", "")
+        if p["device"].startswith("cuda"):
+            by_gpu.setdefault((host, str(torch.device(p["device"]))), []).append(i)
+        else:
+            cpu_blocks.setdefault(host, []).append(i)
+            cores.setdefault(host, set()).update(p.get("cores") or [])
+    for (host, dev), blocks in by_gpu.items():
+        if len(blocks) > 1:
+            where = f" on {host}" if host else ""
+            notes.append(f"blocks {', '.join(map(str, blocks))} share {dev}{where}: they run, but take turns on one GPU")
+    for host, blocks in cpu_blocks.items():
+        n = len(cores[host]) if cores[host] else (available or 0)
+        if n and len(blocks) > n:
+            where = f" on {host}" if host else ""
+            notes.append(f"{len(blocks)} blocks share {n} CPU cores{where} round-robin: they run, but do not each "
+                         "get a core of their own")
+    return notes

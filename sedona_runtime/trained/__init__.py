@@ -1,0 +1,1 @@
+"""Trained runs: rebuild a run directory's network with its best or last weights, export it, evaluate it."""
