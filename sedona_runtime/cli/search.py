@@ -189,9 +189,14 @@ def train_command(cfg: SearchConfig, decouplings: list[str]) -> str | None:
     Table 2, when it was written) on the searched network and data."""
     if not decouplings:
         return None
+    from sedona_runtime.utils.imports import is_import_path
+
     path = next((p for p in decouplings if p.endswith("_k4.json")), decouplings[0])
-    parts = ["python", "-m", "sedona_runtime.train", "--arch", cfg.model.arch, "--width", f"{cfg.model.width:g}",
-             "--dataset", cfg.data.dataset]
+    parts = ["python", "-m", "sedona_runtime.train",
+             "--model" if is_import_path(cfg.model.arch) else "--arch", cfg.model.arch]
+    if cfg.model.width is not None:
+        parts += ["--width", f"{cfg.model.width:g}"]
+    parts += ["--dataset", cfg.data.dataset]
     if cfg.data.data_dir:
         parts += ["--data-dir", cfg.data.data_dir]
     if cfg.data.image_size is not None:

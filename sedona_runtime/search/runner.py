@@ -111,8 +111,6 @@ class SearchRunner:
         exactly there (a second Ctrl-C interrupts at once).
         """
         end = self.total if stop_after is None else min(self.total, stop_after)
-        self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
-                    "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
         saved_at = None
 
         def stopping() -> None:
@@ -120,6 +118,9 @@ class SearchRunner:
                         "checkpoint": str(self.run_dir.last_checkpoint)})
 
         with deferred_interrupt(stopping) as interrupted:
+            # Announced once Ctrl-C is deferred: from here on it stops at a step boundary.
+            self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
+                        "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
             while self.step < end:
                 if self.step < self.pretrain_steps:
                     self._pretrain_step()
