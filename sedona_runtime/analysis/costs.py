@@ -66,13 +66,15 @@ def head_costs(name: str, spec: HeadSpec) -> dict[str, int]:
     FLOPs are per sample and follow the head's training path (`local_loss`), so PredSim's
     similarity conv is included.
     """
-    params, flops = _head_costs(name, spec.in_channels, spec.in_size, spec.num_classes, spec.width, spec.resolved_nc)
+    params, flops = _head_costs(name, spec.in_channels, spec.in_size, spec.num_classes, spec.width, spec.resolved_nc,
+                                spec.pred_features)
     return {"params": params, "flops": flops}
 
 
 @lru_cache(maxsize=4096)  # deep ResNets repeat the same (channels, size) many times
-def _head_costs(name: str, in_channels: int, in_size: int, num_classes: int, width: int, nc: int) -> tuple[int, int]:
-    spec = HeadSpec(in_channels, in_size, num_classes, width=width, nc=nc)
+def _head_costs(name: str, in_channels: int, in_size: int, num_classes: int, width: int, nc: int,
+                pred_features: int | None) -> tuple[int, int]:
+    spec = HeadSpec(in_channels, in_size, num_classes, width=width, nc=nc, pred_features=pred_features)
     with torch.device("meta"):
         head = build_head(name, spec)
         x = torch.zeros(_BATCH, spec.in_channels, spec.in_size, spec.in_size)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -11,7 +13,7 @@ from rich.markup import escape
 from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
                                         resolve_import_paths, run_main, take_model_option)
 from sedona_runtime.cli.display import fmt_time
-from sedona_runtime.search.config import SearchConfig
+from sedona_runtime.search.config import PRESETS, SearchConfig, apply_preset
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
 
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                      description="Search where to cut a network into gradient-isolated blocks (alpha) and which "
                                  "auxiliary head each block gets (beta) (SEDONA, ICLR 2021); writes decoupling files "
                                  "for `python -m sedona_runtime.train --decoupling`. Defaults follow Appendix E.1.")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="named settings to start from; quick: the small net on digits, done in minutes on a CPU")
     p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--width", type=float, help="channel width multiplier (the paper searches at 0.25)")
@@ -49,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-size", type=int, help="weight sets kept in memory (default 50)")
     p.add_argument("--search-steps", type=int, help="outer (bilevel) steps (default 2000)")
     p.add_argument("--inner-steps", type=int, help="T, unrolled inner steps per outer step (default 5; 1: ablation)")
+    p.add_argument("--val-batch-size", type=int,
+                   help="validation images per outer step for the hypergradient (default 1024, as the release)")
+    p.add_argument("--no-fast-heads", dest="fast_heads", action="store_false", default=None,
+                   help="train the heads with PyTorch's own layers (same functions and hypergradient, slower)")
     p.add_argument("--no-weight-sampling", dest="weight_sampling", action="store_false", default=None,
                    help="ablation: always continue from the newest weights")
     p.add_argument("--no-pretrain", dest="pretrain", action="store_false", default=None,
@@ -57,13 +65,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write Table 4's baseline: random alpha with the learned beta")
     p.add_argument("--random-beta", action="store_true", default=None,
                    help="also write Table 4's baseline: the learned alpha with random beta")
-    p.add_argument("--blocks", type=_ints, help="K values to write decouplings for (default 2,4,8,16; K <= layers)")
+    p.add_argument("--blocks", type=_ints,
+                   help="K values to write decouplings for, each at most the layer count (default: those of 2,4,8,16 "
+                        "that fit)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500; also at phase ends)")
     p.add_argument("--config", help="a search config JSON (e.g. a previous run's config.json); options override it")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads on CPU (default 0: PyTorch's choice, one per core)")
     p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")
     p.add_argument("--out", default="runs/search", help="output directory (default runs/search)")
     p.add_argument("--resume", action="store_true", help="continue the stopped search in --out")
+    p.add_argument("--export", action="store_true",
+                   help="write the decouplings of the stopped search in --out from its last checkpoint, and exit")
     p.add_argument("--overwrite", action="store_true", help="replace a search already in --out")
     p.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     return p
@@ -77,14 +91,13 @@ _FIELDS = {
     **{name: (None, name) for name in (
         "head_pool", "head_width", "pretrain_steps", "eval_every", "eval_batches", "memory_size", "search_steps",
         "inner_steps", "weight_sampling", "pretrain", "random_alpha", "random_beta", "blocks", "checkpoint_every",
-        "device")},
+        "device", "val_batch_size", "fast_heads")},
 }
 
 
 def build_config(args: argparse.Namespace) -> SearchConfig:
-    """Defaults, then --config (or the stopped run's config.json with --resume), then the options."""
+    """Defaults (or --config, or the stopped run's config.json with --resume), then --preset, then the options."""
     import json
-    from pathlib import Path
 
     take_model_option(args)
     source = args.config or (str(Path(args.out) / "config.json") if args.resume else None)
@@ -96,6 +109,8 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
         cfg = from_dict(SearchConfig, data, where=source)
     else:
         cfg = SearchConfig()
+    if args.preset:
+        apply_preset(cfg, args.preset)
     apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
     resolve_import_paths(cfg.model, cfg.data)
     return cfg
@@ -109,6 +124,14 @@ def _line(r: dict) -> str:
             f"{r['sec_per_step']:.2f} s/step  eta {fmt_time(r['eta_s'])}")
 
 
+def stop_line(r: dict) -> str:
+    """What Ctrl-C did: at once "stopping after the current step", then where the checkpoint is."""
+    if r["kind"] == "stopping":
+        return (f"Ctrl-C: the search stops after the current step (step {r['step'] + 1} of {r['total']}) and "
+                "saves a checkpoint; press Ctrl-C again to stop at once without saving that step")
+    return f"stopped after step {r['step']} of {r['total']}; checkpoint {r['checkpoint']}"
+
+
 class PlainReporter:
     """Progress lines (for logs and pipes), at most one per `every` steps and at phase changes."""
 
@@ -119,6 +142,8 @@ class PlainReporter:
         if r["kind"] == "start":
             what = f"resuming at step {r['step']}" if r["step"] else "searching"
             self.write(f"{what}: {r['arch']} ({r['num_layers']} layers) on {r['device']}, {r['total']} steps; {r['data']}")
+        elif r["kind"] in ("stopping", "stopped"):
+            self.write(stop_line(r))
         elif r["kind"] == "progress":
             if r["phase"] != self._phase or r["step"] - self._last >= self.every or r["step"] == r["total"]:
                 self._last, self._phase = r["step"], r["phase"]
@@ -141,7 +166,9 @@ class RichReporter:
         self.task = None
 
     def event(self, r: dict) -> None:
-        if r["kind"] == "start":
+        if r["kind"] in ("stopping", "stopped"):
+            self.console.print(stop_line(r), markup=False, highlight=False)
+        elif r["kind"] == "start":
             self.console.print(f"search: {r['arch']} ({r['num_layers']} layers) on {r['device']}; {r['data']}",
                                markup=False, highlight=False)
             self.task = self.bar.add_task("search", total=r["total"], completed=r["step"], phase="start", info="")
@@ -152,31 +179,94 @@ class RichReporter:
             self.bar.update(self.task, completed=r["step"], phase=r["phase"], info=info)
 
     def close(self) -> None:
-        self.bar.stop()
+        if self.task is not None:
+            self.bar.stop()
+            self.task = None
+
+
+def train_command(cfg: SearchConfig, decouplings: list[str]) -> str | None:
+    """The `python -m sedona_runtime.train` command that trains one written decoupling (K = 4, the paper's
+    Table 2, when it was written) on the searched network and data."""
+    if not decouplings:
+        return None
+    from sedona_runtime.utils.imports import is_import_path
+
+    path = next((p for p in decouplings if p.endswith("_k4.json")), decouplings[0])
+    parts = ["python", "-m", "sedona_runtime.train",
+             "--model" if is_import_path(cfg.model.arch) else "--arch", cfg.model.arch]
+    if cfg.model.width is not None:
+        parts += ["--width", f"{cfg.model.width:g}"]
+    parts += ["--dataset", cfg.data.dataset]
+    if cfg.data.data_dir:
+        parts += ["--data-dir", cfg.data.data_dir]
+    if cfg.data.image_size is not None:
+        parts += ["--image-size", str(cfg.data.image_size)]
+    parts += ["--decoupling", path]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _print_written(console: Console, cfg: SearchConfig, written: dict) -> None:
+    for kind, paths in written["decouplings"].items():
+        console.print(f"{kind}: " + ", ".join(escape(p) for p in paths), highlight=False)
+    if written["figure"]:
+        console.print(f"figure: {escape(written['figure'])}", highlight=False)
+    command = train_command(cfg, written["decouplings"].get("learned", []))
+    if command:
+        console.print(f"train it: {escape(command)}", highlight=False, soft_wrap=True)
 
 
 def run(argv: list[str] | None) -> int:
     """Parse, search, print where the results are; SedonaError propagates to `main`."""
+    from sedona_runtime.search.export import export_checkpoint
     from sedona_runtime.search.runner import SearchRunner
 
     args = _parser().parse_args(argv)
-    cfg = build_config(args)
     console = Console(soft_wrap=True)
+    if args.export:
+        if args.resume or args.overwrite:
+            raise SedonaError("--export writes the decouplings of the search in --out; it cannot be combined with "
+                              "--resume or --overwrite")
+        from sedona_runtime.training.run_dir import RunDir
+
+        run_dir = RunDir(args.out)
+        if not run_dir.last_checkpoint.is_file():
+            raise SedonaError(f"--export: no search checkpoint at {run_dir.last_checkpoint}")
+        cfg = from_dict(SearchConfig, run_dir.read_config(), where=str(run_dir.config))
+        written = export_checkpoint(args.out)
+        console.print(f"{args.out}: decouplings after {written['outer_steps']} of {written['search_steps']} outer "
+                      "steps (continue the search with --resume)", highlight=False)
+        _print_written(console, cfg, written)
+        return 0
+    cfg = build_config(args)
+    if args.threads < 0:
+        raise SedonaError(f"--threads: must be 0 (one per core) or a positive count, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if console.is_terminal and not args.plain:
         reporter: PlainReporter | RichReporter = RichReporter(console)
     else:
         total = (cfg.pretrain_steps if cfg.pretrain else 0) + cfg.search_steps
         reporter = PlainReporter(lambda s: console.print(s, markup=False, highlight=False), every=max(1, total // 20))
     try:
-        result = SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter).run()
+        runner = SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter)
+        result = runner.run()
+    except KeyboardInterrupt:
+        reporter.close()
+        out = shlex.quote(args.out)
+        if (Path(args.out) / "checkpoints" / "last.pt").is_file():
+            print(f"interrupted; continue with: python -m sedona_runtime.search --resume --out {out}\n"
+                  f"or write the decouplings so far: python -m sedona_runtime.search --export --out {out}",
+                  file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint: nothing to resume", file=sys.stderr)
+        return 130
     finally:
         reporter.close()
     assert result is not None  # run() without stop_after always finishes
     s = result.summary
-    for kind, paths in s["decouplings"].items():
-        console.print(f"{kind}: " + ", ".join(escape(p) for p in paths), highlight=False)
-    if s["figure"]:
-        console.print(f"figure: {escape(s['figure'])}", highlight=False)
+    _print_written(console, cfg, s)
     mem = f"peak RSS {s['peak_rss_mib']:.0f} MiB"
     if s["cuda_max_allocated_mib"] is not None:
         mem += f", peak CUDA alloc {s['cuda_max_allocated_mib']:.0f} MiB"
@@ -187,7 +277,7 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 on success; `error: <message>` on stderr and exit code 2 for bad input."""
-    return run_main(run, argv, "interrupted; continue with --resume (from the last checkpoint)")
+    return run_main(run, argv, "interrupted")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""SEDONA's auxiliary heads aux1..aux4 (paper Sec. 4.1, Appendix D.2, Table 9)."""
+"""SEDONA's auxiliary heads aux1..aux4 (paper Sec. 4.1, Appendix D.2, Table 9; the release's decoder.py)."""
 from __future__ import annotations
 
 import torch
@@ -13,11 +13,6 @@ EXPANSION = 4  # inverted residual expansion ratio (Table 9)
 def _stride_for(size: int, stride: int) -> int:
     # A 1x1 map cannot be halved: the stride-2 step then runs at stride 1 (same width).
     return stride if size > 1 else 1
-
-
-def _out_size(size: int, stride: int) -> int:
-    # 3x3 kernel, padding 1: ceil(size / stride).
-    return (size - 1) // stride + 1
 
 
 class InvertedResidual(nn.Module):
@@ -46,7 +41,11 @@ class AuxHead(Head):
     """aux<depth>: pointwise conv to Nc, depthwise 3x3 stride 2, (depth-1) inverted residual blocks
     from [Nc s1, 1.5Nc s2, 1.5Nc s1], pointwise conv to the head width, global average pool, FC.
 
-    1.5Nc is int(1.5 * Nc). Every stride-2 step on a 1x1 map keeps stride 1 and its width.
+    On tiny maps the release's rule (decoder.py, PredConvLightDecoder) decides the stride-2 block: it
+    tracks the map size as in_size // 2 after the depthwise conv and runs the block at stride 2, widening
+    to 1.5Nc = Nc + Nc // 2, only when that size is at least 2; otherwise the block runs at stride 1 and
+    keeps Nc (so the later stride-1 block stays at Nc too). The depthwise conv on a 1x1 map runs at
+    stride 1 (same output as the release's stride 2 there).
     """
 
     def __init__(self, spec: HeadSpec, depth: int) -> None:
@@ -54,16 +53,16 @@ class AuxHead(Head):
         if not 1 <= depth <= 4:
             raise ValueError(f"aux head depth must be 1..4, got {depth}")
         nc = spec.resolved_nc
-        wide = max(1, int(1.5 * nc))
-        size = spec.in_size
-        stride = _stride_for(size, 2)
+        stride = _stride_for(spec.in_size, 2)
         mods: list[nn.Module] = [conv_bn_relu(spec.in_channels, nc, 1), conv_bn_relu(nc, nc, 3, stride, groups=nc)]
-        size = _out_size(size, stride)
+        tracked = spec.in_size // 2  # the release's bookkeeping of the map size (floor division)
         channels = nc
-        for out_channels, s in [(nc, 1), (wide, 2), (wide, 1)][: depth - 1]:
-            s = _stride_for(size, s)
+        for i in range(depth - 1):
+            s = 2 if (i == 1 and tracked >= 2) else 1  # only the second block may downsample (Table 9)
+            out_channels = channels + nc // 2 if s == 2 else channels
             mods.append(InvertedResidual(channels, out_channels, s))
-            channels, size = out_channels, _out_size(size, s)
+            channels = out_channels
+            tracked = tracked // 2 if s == 2 else tracked
         mods.append(conv_bn_relu(channels, spec.width, 1))
         self.features = nn.Sequential(*mods)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -16,6 +16,9 @@ class HeadSpec:
     num_classes: int
     width: int = 512  # 512 at CIFAR scale, 2048 at Tiny-ImageNet/ImageNet
     nc: int | None = None  # Nc; default max(1, in_channels // 4)
+    # PredSim: bound on its prediction layer's input features (the reference's `dim_in_decoder`);
+    # None: heads.predsim.PRED_FEATURES (512, the SEDONA release's default, which reproduces Table 1).
+    pred_features: int | None = None
 
     @property
     def resolved_nc(self) -> int:

@@ -20,13 +20,16 @@ class PoolLinearHead(Head):
 
 
 class MLPHead(Head):
-    """VGG's 3-layer MLP without dropout: pool to `pool`x`pool`, Linear-ReLU, Linear-ReLU, Linear.
+    """VGG's 3-layer MLP without dropout: [2x2 max-pool,] pool to `pool`x`pool`, Linear-ReLU, Linear-ReLU,
+    Linear.
 
-    Module indices of `classifier` follow torchvision's VGG with its two Dropout slots removed.
+    `max_pool` puts VGG's last 2x2 max-pool in the head (the release attaches it to the final classifier:
+    models/vgg.py). Module indices of `classifier` follow torchvision's VGG with its two Dropout slots removed.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden: int, pool: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int, hidden: int, pool: int, max_pool: bool = False) -> None:
         super().__init__()
+        self.maxpool: nn.Module = nn.MaxPool2d(2, 2) if max_pool else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d(pool)
         self.classifier = nn.Sequential(
             nn.Linear(in_channels * pool * pool, hidden),
@@ -37,7 +40,7 @@ class MLPHead(Head):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.avgpool(x), 1))
+        return self.classifier(torch.flatten(self.avgpool(self.maxpool(x)), 1))
 
 
 class SequentialHead(nn.Sequential, Head):

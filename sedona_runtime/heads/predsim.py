@@ -11,13 +11,21 @@ from sedona_runtime.heads.base import Head, HeadSpec
 from sedona_runtime.heads.registry import register_head
 
 BETA = 0.99  # weight of the similarity loss (paper Appendix E.2, as in Nokland & Eidnes)
+# Bound on the prediction layer's input features (HeadSpec.pred_features). Source: the SEDONA release's
+# `--dim-in-decoder` default of 512 (config.py, times `--feat-mult`, 1 by default); Nokland & Eidnes' own code
+# defaults to 4096 (train.py). 512 reproduces the paper's Table 1: at ResNet-101's 1024-channel 14x14 layer the
+# map pools to 1x1, so the head has 1024 * 1000 + 1000 prediction and 1024 * 1024 * 9 similarity parameters,
+# 23.48% of the network. Paper App. D.2's "2048 on ImageNet" would keep 2048 inputs (25.78%); set
+# `pred_features=2048` to follow that sentence instead.
+PRED_FEATURES = 512
 # Not implemented: PredSim's class sub-sampling for large label sets (App. E.2: 40 classes per batch for the
 # first 15K Tiny-ImageNet iterations); every batch here uses all classes.
 
 
-def decoder_pool_size(channels: int, size: int, max_features: int) -> tuple[int, int]:
-    """Pooled (h, w) so that channels*h*w fits `max_features`: the reference code's search, which
-    doubles the pooling kernel alternately in height and width until it fits or reaches the map size."""
+def decoder_pool_kernel(channels: int, size: int, max_features: int) -> tuple[int, int]:
+    """Average-pooling kernel (kh, kw) so that the pooled map fits `max_features`: the reference code's
+    search, which doubles the kernel alternately in height and width until channels * ceil(size/kh) *
+    ceil(size/kw) fits or the kernel reaches the map size."""
     ks_h = ks_w = 1
     h = w = size
     features = channels * h * w
@@ -29,7 +37,26 @@ def decoder_pool_size(channels: int, size: int, max_features: int) -> tuple[int,
             ks_w *= 2
             w = math.ceil(size / ks_w)
             features = channels * h * w
-    return h, w
+    return ks_h, ks_w
+
+
+def decoder_pool_size(channels: int, size: int, max_features: int) -> tuple[int, int]:
+    """Pooled (h, w) of `decoder_pool_kernel`: (ceil(size / kh), ceil(size / kw))."""
+    kh, kw = decoder_pool_kernel(channels, size, max_features)
+    return math.ceil(size / kh), math.ceil(size / kw)
+
+
+def decoder_pool(channels: int, size: int, max_features: int) -> nn.Module:
+    """The reference code's pooling before the prediction layer: AvgPool2d with the searched kernel, stride
+    equal to the kernel and padding ((k * (ceil(size/k) - size//k)) // 2) per side, so that a map whose size
+    is not a multiple of the kernel still pools to ceil(size/k). Padded cells count as zeros in the average
+    (count_include_pad, the default), as in the reference; Identity when no pooling is needed."""
+    kh, kw = decoder_pool_kernel(channels, size, max_features)
+    if (kh, kw) == (1, 1):
+        return nn.Identity()
+    pad_h = (kh * (math.ceil(size / kh) - size // kh)) // 2
+    pad_w = (kw * (math.ceil(size / kw) - size // kw)) // 2
+    return nn.AvgPool2d((kh, kw), padding=(pad_h, pad_w))
 
 
 def similarity_matrix(x: Tensor) -> Tensor:
@@ -51,21 +78,22 @@ def similarity_matrix(x: Tensor) -> Tensor:
 
 
 class PredSimHead(Head):
-    """Prediction: average pool to at most `width` features, then a zero-initialised FC.
-    Similarity: a 3x3 conv (C -> C) whose sample-similarity matrix is matched (MSE) to that of the
-    one-hot labels. loss = (1 - beta) * CE(pred) + beta * MSE(sim).
+    """Prediction: average pool to at most `spec.pred_features` features (default PRED_FEATURES), then a
+    zero-initialised FC. Similarity: a 3x3 conv (C -> C) whose sample-similarity matrix is matched (MSE)
+    to that of the one-hot labels. loss = (1 - beta) * CE(pred) + beta * MSE(sim).
 
-    The reference code pools with a padded AvgPool2d of the searched kernel; this head uses an
-    adaptive average pool to the same output size (same shapes and costs; at sizes that do not
-    divide evenly the border averages differ).
+    The pooling is the reference code's padded AvgPool2d (`decoder_pool`), so at sizes that are not a
+    multiple of the kernel (e.g. 14 with a 16x16 kernel) the border cells average in zero padding exactly
+    as in Nokland & Eidnes' and the SEDONA release's code. The head width of HeadSpec is not used.
     """
 
     def __init__(self, spec: HeadSpec, beta: float = BETA) -> None:
         super().__init__()
         self.beta = beta
         self.num_classes = spec.num_classes
-        h, w = decoder_pool_size(spec.in_channels, spec.in_size, spec.width)
-        self.pool: nn.Module = nn.AdaptiveAvgPool2d((h, w)) if (h, w) != (spec.in_size, spec.in_size) else nn.Identity()
+        bound = spec.pred_features if spec.pred_features is not None else PRED_FEATURES
+        h, w = decoder_pool_size(spec.in_channels, spec.in_size, bound)
+        self.pool: nn.Module = decoder_pool(spec.in_channels, spec.in_size, bound)
         self.decoder = nn.Linear(spec.in_channels * h * w, spec.num_classes)
         nn.init.zeros_(self.decoder.weight)  # as the reference code does
         self.conv_loss = nn.Conv2d(spec.in_channels, spec.in_channels, 3, padding=1, bias=False)

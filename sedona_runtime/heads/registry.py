@@ -40,8 +40,10 @@ def build_head(name: str, spec: HeadSpec) -> Head:
         value = getattr(spec, field)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise SedonaError(f"head {name}: {field} must be a positive integer, got {value!r}")
-    if spec.nc is not None and (not isinstance(spec.nc, int) or spec.nc < 1):
-        raise SedonaError(f"head {name}: nc must be a positive integer, got {spec.nc!r}")
+    for field in ("nc", "pred_features"):
+        value = getattr(spec, field)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise SedonaError(f"head {name}: {field} must be a positive integer, got {value!r}")
     return _HEADS[name](spec)
 
 

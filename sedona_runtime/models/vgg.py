@@ -7,14 +7,25 @@ from sedona_runtime.heads.final import MLPHead
 from sedona_runtime.models.layered import LayeredNet
 from sedona_runtime.models.registry import ModelConfig, register_model, scaled
 
-# Output channels of the 16 convs; True marks a conv followed by 2x2 max-pooling, which belongs to it.
-VGG19 = [(64, False), (64, True), (128, False), (128, True)] + [(256, False)] * 3 + [(256, True)]
-VGG19 += ([(512, False)] * 3 + [(512, True)]) * 2
+# Output channels of the 16 convs; True marks a layer that starts with VGG's 2x2 max-pool. The release
+# (models/vgg.py) attaches each auxiliary head to a conv's output before the pool that follows it, so the
+# pool belongs to the start of the next layer (layers 3, 5, 9, 13) and the last pool to the classifier.
+# Split points (and so every decoupling's layer indices) are the same as with the pool at a layer's end.
+VGG19 = [(64, False), (64, False), (128, True), (128, False), (256, True)] + [(256, False)] * 3
+VGG19 += [(512, True)] + [(512, False)] * 3 + [(512, True)] + [(512, False)] * 3
+
+# Hidden width of the classifier MLP at width 1: the release uses 1024 * feat_mult (feat_mult 1 for its
+# CIFAR-scale 0.25x network, 4 at full width), i.e. 4096 * width; at width 1 that is torchvision's 4096.
+MLP_HIDDEN = 4096
+# Spatial size the classifier sees after the last max-pool at each stem's input size (32, 64, 224 pixels):
+# the release flattens that whole map into the MLP (1x1 on CIFAR, 2x2 on Tiny-ImageNet, torchvision's 7x7).
+MLP_POOL = {"cifar": 1, "tiny_imagenet": 2, "imagenet": 7}
 
 
-def conv_layer(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
-    """3x3 conv + BN + ReLU, then 2x2 max-pool when `pool`."""
-    mods: list[nn.Module] = [
+def conv_layer(in_channels: int, out_channels: int, pool: bool = False, *, pool_first: bool = False) -> nn.Sequential:
+    """3x3 conv + BN + ReLU, with a 2x2 max-pool before it (`pool_first`) or after it (`pool`)."""
+    mods: list[nn.Module] = [nn.MaxPool2d(2, 2)] if pool_first else []
+    mods += [
         nn.Conv2d(in_channels, out_channels, 3, padding=1),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
@@ -40,21 +51,20 @@ def _init_vgg(module: nn.Module) -> None:
 
 @register_model("vgg19")
 def build_vgg19(cfg: ModelConfig) -> LayeredNet:
-    """VGG-19-BN. VGG has no stem; `cfg.stem` only sizes the MLP head: at ImageNet scale it is
-    torchvision's (7x7 adaptive pool, 4096 hidden units); otherwise a 1x1 pool and 512 hidden units,
-    both scaled by the width multiplier."""
+    """VGG-19-BN (paper App. D.1: BN after every conv, no dropout). VGG has no stem; `cfg.stem` only sets the
+    classifier's input pooling (MLP_POOL). The classifier is the release's: the last max-pool, then
+    Linear-ReLU-Linear-ReLU-Linear with MLP_HIDDEN * width hidden units (1024 at the paper's 0.25x CIFAR
+    network, 4096 = torchvision's at width 1)."""
     layers: list[nn.Module] = []
     channels: list[int] = []
     in_channels = cfg.in_channels
-    for out, pool in VGG19:
+    for out, pool_first in VGG19:
         out = scaled(out, cfg.width)
-        layers.append(conv_layer(in_channels, out, pool))
+        layers.append(conv_layer(in_channels, out, pool_first=pool_first))
         channels.append(out)
         in_channels = out
-    if cfg.stem == "imagenet":
-        head = MLPHead(in_channels, cfg.num_classes, hidden=scaled(4096, cfg.width), pool=7)
-    else:
-        head = MLPHead(in_channels, cfg.num_classes, hidden=scaled(512, cfg.width), pool=1)
+    head = MLPHead(in_channels, cfg.num_classes, hidden=scaled(MLP_HIDDEN, cfg.width), pool=MLP_POOL[cfg.stem],
+                   max_pool=True)
     net = LayeredNet(layers, head, channels, [max(1, c // 4) for c in channels], arch=cfg.arch)
     _init_vgg(net)
     return net

@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 
 from sedona_runtime.decoupling import discretize, save_decoupling
+from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_write_json
 from sedona_runtime.utils.seed import make_generator
 
@@ -74,3 +75,37 @@ def write_results(
             save_decoupling(dec, path)
             written.setdefault(kind, []).append(str(path))
     return written
+
+
+def export_checkpoint(out_dir: str | Path) -> dict:
+    """Write the decouplings of a stopped search from its last checkpoint's (alpha, beta).
+
+    Same files as a finished search (alpha_beta.json, `<arch>_k<K>.json`, the figure), each decoupling's
+    `source` saying how many outer steps it had; the run stays resumable. Returns {"decouplings",
+    "figure", "outer_steps", "search_steps"}. SedonaError when there is no search in `out_dir`, or when it
+    stopped before its first outer step (alpha and beta are still their initial zeros).
+    """
+    from sedona_runtime.search.checkpoint import load_checkpoint
+    from sedona_runtime.search.config import SearchConfig, check_blocks
+    from sedona_runtime.search.figure import plot_alpha_beta
+    from sedona_runtime.training.run_dir import RunDir
+    from sedona_runtime.utils.config import from_dict
+
+    run = RunDir(out_dir)
+    cfg = from_dict(SearchConfig, run.read_config(), where=str(run.config))
+    ck = load_checkpoint(run.last_checkpoint)
+    num_layers, ks = check_blocks(cfg)
+    pretrain = cfg.pretrain_steps if cfg.pretrain else 0
+    done = int(ck["step"]) - pretrain
+    if done <= 0:
+        raise SedonaError(f"{out_dir}: the search stopped during pretraining (step {ck['step']} of {pretrain}), before "
+                          "any outer step: alpha and beta are still zero. Continue it with --resume")
+    alpha, beta = ck["bilevel"]["alpha"], ck["bilevel"]["beta"]
+    source = (f"SEDONA search, stopped after {done} of {cfg.search_steps} outer steps: {cfg.model.arch} on "
+              f"{cfg.data.dataset}, {pretrain} pretraining steps (T = {cfg.inner_steps}), seed {cfg.seed}")
+    files = write_results(run.path, alpha, beta, cfg.head_pool, cfg.model.arch, num_layers, ks,
+                          random_alpha=cfg.random_alpha, random_beta=cfg.random_beta, seed=cfg.seed, source=source)
+    figure = plot_alpha_beta(alpha, beta, cfg.head_pool, run.path / "alpha_beta.png",
+                             title=f"{cfg.model.arch} after {done} of {cfg.search_steps} outer steps")
+    return {"decouplings": files, "figure": str(figure) if figure else None, "outer_steps": done,
+            "search_steps": cfg.search_steps}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -15,17 +15,46 @@ def cpu_copy(state: State) -> State:
 
 
 @dataclass
-class _Entry:
-    age: int  # insertion counter: smaller is older
-    score: float | None  # validation accuracy for pretrained entries, None for search updates
+class WeightSet:
+    """One set of network and head weights, with what continuing from it needs.
+
+    `momentum` is the inner SGD's momentum buffer per parameter name (paper E.1: momentum 0.9), empty
+    before the first step; carrying it is what makes momentum act during the search (the release keeps
+    each memory entry's optimizer state: sedona.py, save_to_memory). `steps` counts the weight steps these
+    weights have taken; the inner learning rate is the pretraining cosine at that count (release:
+    sedona.py, diff_step's `scheduler.step(self.time_step)`).
+    """
+
     state: State
+    momentum: State
+    steps: int
+
+    def cpu(self) -> "WeightSet":
+        """A detached CPU copy."""
+        return WeightSet(cpu_copy(self.state), cpu_copy(self.momentum), int(self.steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "momentum": self.momentum, "steps": self.steps}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "WeightSet":
+        return WeightSet(d["state"], d["momentum"], int(d["steps"]))
+
+
+@dataclass
+class _Entry:
+    age: int  # insertion counter: smaller is older (also the entry's file name in a checkpoint)
+    score: float | None  # validation accuracy for pretrained entries, None for search updates
+    weights: WeightSet
 
 
 class WeightMemory:
     """At most `capacity` weight sets.
 
     During pretraining `offer` keeps the `capacity` best by validation accuracy (ties keep the
-    earlier one). During the search `push` stores an updated set and evicts the oldest entry.
+    earlier one). During the search `push` stores an updated set and evicts the oldest entry
+    (Algorithm 1: "Evict the oldest weights in M"; the release instead pops the sampled parent,
+    weight_memory.py `sample`; the paper is explicit, so the paper's rule is kept).
     `sample` draws an index uniformly from a torch.Generator the caller owns (and checkpoints).
     """
 
@@ -47,15 +76,16 @@ class WeightMemory:
     def ages(self) -> list[int]:
         return [e.age for e in self._entries]
 
-    def _add(self, state: State, score: float | None) -> None:
-        self._entries.append(_Entry(self._clock, score, cpu_copy(state)))
+    def _add(self, weights: WeightSet, score: float | None) -> None:
+        self._entries.append(_Entry(self._clock, score, weights.cpu()))
         self._clock += 1
 
-    def offer(self, state: State, score: float) -> bool:
-        """Keep `state` if the memory has room or `score` beats the worst kept score."""
+    def offer(self, weights: WeightSet, score: float) -> bool:
+        """Keep `weights` if the memory has room or `score` beats the worst kept score."""
         if len(self._entries) < self.capacity:
-            self._add(state, score)
+            self._add(weights, score)
             return True
+
         def rank(i: int) -> tuple[float, int]:  # lowest score first; among equals the newest
             s = self._entries[i].score
             return (float("-inf") if s is None else s, -self._entries[i].age)
@@ -64,15 +94,15 @@ class WeightMemory:
         if score <= rank(worst)[0]:
             return False
         del self._entries[worst]
-        self._add(state, score)
+        self._add(weights, score)
         return True
 
-    def push(self, state: State) -> None:
-        """Store `state`, evicting the oldest entry when full."""
+    def push(self, weights: WeightSet) -> None:
+        """Store `weights`, evicting the oldest entry when full."""
         if len(self._entries) >= self.capacity:
             oldest = min(range(len(self._entries)), key=lambda i: self._entries[i].age)
             del self._entries[oldest]
-        self._add(state, None)
+        self._add(weights, None)
 
     def sample(self, generator: torch.Generator) -> int:
         """Index of one entry drawn uniformly."""
@@ -80,17 +110,32 @@ class WeightMemory:
             raise RuntimeError("cannot sample from an empty weight memory")
         return int(torch.randint(len(self._entries), (1,), generator=generator).item())
 
-    def get(self, index: int) -> State:
-        return self._entries[index].state
+    def get(self, index: int) -> WeightSet:
+        return self._entries[index].weights
+
+    def items(self) -> Iterator[tuple[int, WeightSet]]:
+        """(age, weights) of every entry, in memory order."""
+        for e in self._entries:
+            yield e.age, e.weights
+
+    def index(self) -> dict[str, Any]:
+        """Everything but the weights: capacity, clock and each entry's age and score, in memory order."""
+        return {"capacity": self.capacity, "clock": self._clock,
+                "entries": [{"age": e.age, "score": e.score} for e in self._entries]}
+
+    def load_index(self, index: dict[str, Any], weights_of: Callable[[int], WeightSet]) -> None:
+        """Restore from `index()` output, fetching each entry's weights by age."""
+        self.capacity = int(index["capacity"])
+        self._clock = int(index["clock"])
+        self._entries = [_Entry(int(e["age"]), e["score"], weights_of(int(e["age"]))) for e in index["entries"]]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "capacity": self.capacity,
-            "clock": self._clock,
-            "entries": [{"age": e.age, "score": e.score, "state": e.state} for e in self._entries],
-        }
+        """The whole memory, weights included (in one object)."""
+        sd = self.index()
+        for entry, e in zip(sd["entries"], self._entries):
+            entry["weights"] = e.weights.to_dict()
+        return sd
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.capacity = int(sd["capacity"])
-        self._clock = int(sd["clock"])
-        self._entries = [_Entry(int(e["age"]), e["score"], e["state"]) for e in sd["entries"]]
+        by_age = {int(e["age"]): WeightSet.from_dict(e["weights"]) for e in sd["entries"]}
+        self.load_index(sd, by_age.__getitem__)

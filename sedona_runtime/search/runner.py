@@ -12,23 +12,23 @@ import torch
 from sedona_runtime.data import BatchStream, build_data, eval_batches
 from sedona_runtime.heads.registry import head_width_for
 from sedona_runtime.models.registry import build_model
-from sedona_runtime.search.bilevel import Bilevel, InnerSettings, cosine_lr, inner_optimizer, weight_step
-from sedona_runtime.search.config import SearchConfig
-from sedona_runtime.search.export import valid_blocks, write_results
+from sedona_runtime.search import second_order
+from sedona_runtime.search.bilevel import (Bilevel, InnerSettings, cosine_lr, inner_optimizer, momentum_buffers,
+                                           weight_step)
+from sedona_runtime.search.checkpoint import CHECKPOINT_VERSION, MemoryFiles, load_checkpoint
+from sedona_runtime.search.config import SearchConfig, check_blocks
+from sedona_runtime.search.export import write_results
 from sedona_runtime.search.figure import plot_alpha_beta
-from sedona_runtime.search.memory import WeightMemory
+from sedona_runtime.search.memory import WeightMemory, WeightSet
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
 from sedona_runtime.search.resume import check_resumable, deferred_interrupt
-from sedona_runtime.training.checkpoint import safe_load
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
-from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_torch_save
 from sedona_runtime.utils.seed import derive_seed, make_generator, seed_everything
 
 log = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 
 
 class Reporter(Protocol):
@@ -50,38 +50,37 @@ class SearchRunner:
     def __init__(self, cfg: SearchConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  reporter: Reporter | None = None) -> None:
         cfg.validate()
+        self.num_layers, self.blocks = check_blocks(cfg)  # bad K is refused before the run directory exists
         self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
         self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
         if resume:
             check_resumable(self.run_dir.read_config(), to_dict(cfg))
+        self.files = MemoryFiles(self.run_dir.checkpoints / "memory")
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.data = build_data(cfg.data)
         cfg.model.num_classes, cfg.model.stem = self.data.num_classes, self.data.stem  # the data decides
         cfg.model.in_channels = self.data.input_shape[0]
         model = build_model(cfg.model)
-        self.arch, self.num_layers = cfg.model.arch, model.num_layers
-        if model.num_layers < 2:
-            raise SedonaError(f"model.arch: {cfg.model.arch} has one layer: nothing to decouple")
-        if not valid_blocks(cfg.blocks, model.num_layers):
-            raise SedonaError(f"blocks: {cfg.model.arch} has {model.num_layers} layers; every requested K "
-                              f"({', '.join(map(str, cfg.blocks))}) exceeds it")
+        self.arch = cfg.model.arch
         width = cfg.head_width or head_width_for(self.data.stem)
         self.net: RelaxedNet = relax_model(model, cfg.head_pool, self.data.input_shape, self.data.num_classes,
                                            width, cfg.label_smoothing).to(self.device)
+        second_order.convert(self.net.heads)  # inert until switched on (cfg.fast_heads) for a training step
         n, m = model.num_layers - 1, len(cfg.head_pool)
         self.alpha = torch.zeros(n, 2, device=self.device, requires_grad=True)  # Algorithm 1: start at 0
         self.beta = torch.zeros(n, m, device=self.device, requires_grad=True)
         self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
         self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
-                               outer_weight_decay=cfg.outer_weight_decay)
+                               outer_weight_decay=cfg.outer_weight_decay,
+                               outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_heads)
         # "- weight sampling": a memory of one always hands back the newest weights.
         self.memory = WeightMemory(cfg.memory_size if cfg.weight_sampling else 1)
         self.sampler = make_generator("search-memory", cfg.seed)
         self.pre_opt = inner_optimizer(self.net, cfg.lr, self.inner)
         self.train = BatchStream(self.data.train, cfg.data.batch_size, cfg.data.seed, self.data.augment)
         val = self.data.val
-        self.val = BatchStream(val, min(cfg.data.batch_size, len(val)), derive_seed("search-val", cfg.data.seed))
+        self.val = BatchStream(val, min(cfg.val_batch_size, len(val)), derive_seed("search-val", cfg.data.seed))
         self.pretrain_steps = cfg.pretrain_steps if cfg.pretrain else 0
         self.total = self.pretrain_steps + cfg.search_steps
         self.step = 0  # global steps done: pretraining first, then outer steps
@@ -89,12 +88,14 @@ class SearchRunner:
         self.peak_rss = 0
         self.last_val: dict[str, float] = {}
         self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)  # held until run() ends
+        if not resume:
+            self.files.clear()  # a replaced run's entries (--overwrite), now that the directory is ours
         if resume:
             self._load()
         else:
             self.run_dir.write_config(to_dict(cfg))
             if not self.pretrain_steps:  # "- pretraining": the memory starts from the initial weights
-                self.memory.push(self.net.state_dict())
+                self.memory.push(WeightSet(self.net.state_dict(), {}, 0))
 
     # -- the two phases -------------------------------------------------------------------------
     def run(self, stop_after: int | None = None) -> SearchResult | None:
@@ -105,14 +106,21 @@ class SearchRunner:
     def _run(self, stop_after: int | None = None) -> SearchResult | None:
         """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped.
 
-        Ctrl-C finishes the current step, checkpoints, then raises KeyboardInterrupt, so that a
-        resumed search continues exactly there (a second Ctrl-C interrupts at once).
+        Ctrl-C reports a "stopping" event at once (even in the middle of a long step), finishes the
+        current step, checkpoints, then raises KeyboardInterrupt, so that a resumed search continues
+        exactly there (a second Ctrl-C interrupts at once).
         """
         end = self.total if stop_after is None else min(self.total, stop_after)
-        self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
-                    "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
         saved_at = None
-        with deferred_interrupt() as interrupted:
+
+        def stopping() -> None:
+            self._emit({"kind": "stopping", "step": self.step, "total": self.total,
+                        "checkpoint": str(self.run_dir.last_checkpoint)})
+
+        with deferred_interrupt(stopping) as interrupted:
+            # Announced once Ctrl-C is deferred: from here on it stops at a step boundary.
+            self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
+                        "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
             while self.step < end:
                 if self.step < self.pretrain_steps:
                     self._pretrain_step()
@@ -122,6 +130,8 @@ class SearchRunner:
                 every = self.cfg.checkpoint_every
                 if interrupted.is_set():
                     self._save()
+                    self._emit({"kind": "stopped", "step": self.step, "total": self.total,
+                                "checkpoint": str(self.run_dir.last_checkpoint)})
                     raise KeyboardInterrupt
                 if (every and self.step % every == 0) or self.step == self.pretrain_steps:
                     self._save()
@@ -136,11 +146,13 @@ class SearchRunner:
         t0, i = time.perf_counter(), self.step
         lr = cosine_lr(i, self.pretrain_steps, self.cfg.lr, self.cfg.lr_min)
         x, y = self._to_device(self.train.batch(i))
-        loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
+        with second_order.fast_path(self.net, self.cfg.fast_heads):
+            loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
         self.step += 1
         if self.step % self.cfg.eval_every == 0 or self.step == self.pretrain_steps:
             val_loss, val_err = self.evaluate()
-            kept = self.memory.offer(self.net.state_dict(), 1.0 - val_err)
+            weights = WeightSet(self.net.state_dict(), momentum_buffers(self.pre_opt, self.net), self.step)
+            kept = self.memory.offer(weights, 1.0 - val_err)
             self.last_val = {"val_loss": val_loss, "val_error": val_err}
             self._log({"phase": "pretrain", "step": self.step, "lr": lr, "train_loss": loss,
                        "val_loss": val_loss, "val_error": val_err, "kept": kept, "memory": len(self.memory)})
@@ -151,20 +163,22 @@ class SearchRunner:
 
     def _outer_step(self) -> None:
         t0, s, T = time.perf_counter(), self.step - self.pretrain_steps, self.cfg.inner_steps
-        lr = cosine_lr(s, self.cfg.search_steps, self.cfg.lr, self.cfg.lr_min)
         index = self.memory.sample(self.sampler) if self.cfg.weight_sampling else len(self.memory) - 1
-        state = {k: v.to(self.device) for k, v in self.memory.get(index).items()}
+        weights = self.memory.get(index)
+        # The release's rule: the pretraining schedule at the sampled weights' own step count.
+        lr = cosine_lr(weights.steps, self.cfg.pretrain_steps, self.cfg.lr, self.cfg.lr_min)
         first = self.pretrain_steps + s * T  # the training stream continues after pretraining
         batches = [self._to_device(self.train.batch(first + t)) for t in range(T)]
-        res = self.bilevel.outer_step(state, batches, self._to_device(self.val.batch(s)), lr)
-        self.memory.push(res.state)
+        res = self.bilevel.outer_step(weights, batches, self._to_device(self.val.batch(s)), lr)
+        self.memory.push(res.weights)
         self.step += 1
         dt = time.perf_counter() - t0
         self.timing["search_s"] += dt
         self.last_val = {"val_loss": res.val_loss, "val_error": res.val_error}
         a_local = torch.softmax(self.alpha.detach(), 1)[:, 0]
-        self._log({"phase": "search", "step": self.step, "outer_step": s + 1, "lr": lr, "train_loss": res.train_loss,
-                   "val_loss": res.val_loss, "val_error": res.val_error, "sample": index, "sec": dt,
+        self._log({"phase": "search", "step": self.step, "outer_step": s + 1, "lr": lr,
+                   "weight_steps": weights.steps, "train_loss": res.train_loss, "val_loss": res.val_loss,
+                   "val_error": res.val_error, "sample": index, "sec": dt,
                    "alpha_local": [round(v, 6) for v in a_local.tolist()]})
         self._emit({"kind": "progress", "phase": "search", "step": self.step, "total": self.total,
                     "train_loss": res.train_loss, **self.last_val,
@@ -193,7 +207,7 @@ class SearchRunner:
         cfg, out = self.cfg, self.run_dir.path
         source = (f"SEDONA search: {self.arch} on {cfg.data.dataset}, {self.pretrain_steps} pretraining + "
                   f"{cfg.search_steps} outer steps (T = {cfg.inner_steps}), seed {cfg.seed}")
-        files = write_results(out, self.alpha, self.beta, cfg.head_pool, self.arch, self.num_layers, cfg.blocks,
+        files = write_results(out, self.alpha, self.beta, cfg.head_pool, self.arch, self.num_layers, self.blocks,
                               random_alpha=cfg.random_alpha, random_beta=cfg.random_beta, seed=cfg.seed,
                               source=source)
         figure = plot_alpha_beta(self.alpha, self.beta, cfg.head_pool, out / "alpha_beta.png",
@@ -228,8 +242,9 @@ class SearchRunner:
         done_pre = min(self.step, self.pretrain_steps)
         done_out = self.step - done_pre
         per_pre = self.timing["pretrain_s"] / done_pre if done_pre else 0.0
-        # Before the first outer step, guess (T + 2) pretraining steps' worth per outer step.
-        per_out = (self.timing["search_s"] / done_out if done_out else per_pre * (self.cfg.inner_steps + 2))
+        # Before the first outer step, guess (T + 2) pretraining steps' worth per outer step, times 3 for
+        # the second-order work.
+        per_out = (self.timing["search_s"] / done_out if done_out else per_pre * 3 * (self.cfg.inner_steps + 2))
         return pre_left * per_pre + out_left * per_out
 
     def _to_device(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,24 +261,25 @@ class SearchRunner:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _save(self) -> None:
+        """checkpoints/last.pt plus one file per memory entry, each written once (MemoryFiles)."""
+        self.files.write_new(self.memory)
         atomic_torch_save(self.run_dir.last_checkpoint, {
             "version": CHECKPOINT_VERSION, "step": self.step, "net": self.net.state_dict(),
-            "pretrain_opt": self.pre_opt.state_dict(), "memory": self.memory.state_dict(),
+            "pretrain_opt": self.pre_opt.state_dict(), "memory": self.memory.index(),
             "bilevel": self.bilevel.state_dict(), "sampler": self.sampler.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "timing": dict(self.timing), "peak_rss": self.peak_rss, "last_val": dict(self.last_val),
         })
+        self.files.remove_unreferenced(self.memory)  # only once the new last.pt no longer names them
 
     def _load(self) -> None:
-        path = self.run_dir.last_checkpoint
-        ck = safe_load(path, "checkpoint")  # weights_only: tensors and plain values, never code
-        if not isinstance(ck, dict) or ck.get("version") != CHECKPOINT_VERSION:
-            raise SedonaError(f"{path}: not a search checkpoint of version {CHECKPOINT_VERSION}")
+        ck = load_checkpoint(self.run_dir.last_checkpoint)
         self.step = int(ck["step"])
         self.net.load_state_dict(ck["net"])
         self.pre_opt.load_state_dict(ck["pretrain_opt"])
-        self.memory.load_state_dict(ck["memory"])
+        self.memory.load_index(ck["memory"], self.files.read)
+        self.files.remove_unreferenced(self.memory)  # entries written after the checkpoint are recomputed
         self.bilevel.load_state_dict(ck["bilevel"])
         self.sampler.set_state(ck["sampler"])
         torch.set_rng_state(ck["torch_rng"])

@@ -74,9 +74,12 @@ def test_heads_reproduce_table_1_at_a_1024_channel_resnet101_layer():
         head = layer["heads"][name]
         assert abs(100 * head["params"] / costs["params"] - rel_params) <= 0.01, name
         assert abs(100 * head["flops"] / costs["flops"] - rel_flops) <= 0.01, name
-    # PredSim: FLOPs match (23.74 vs 23.63: its 3x3 similarity conv dominates); params are 25.78 vs
-    # 23.48 because the reference pooling keeps 2048 decoder inputs where the paper's count implies 1024.
+    # PredSim (issue 14, item 8): with the release's prediction-input bound (512, heads.predsim.PRED_FEATURES)
+    # the 14x14 map pools to 1x1, 1024 decoder inputs: 23.48% params, as printed; within the issue's 5%.
+    # FLOPs: 23.72 vs 23.63 (its 3x3 similarity conv dominates; the paper's count of the rest is unknown).
     predsim = layer["heads"]["predsim"]
+    share = 100 * predsim["params"] / costs["params"]
+    assert abs(share - 23.48) <= 0.05 * 23.48 and abs(share - 23.48) <= 0.01
     assert abs(100 * predsim["flops"] / costs["flops"] - 23.63) < 0.15
 
 

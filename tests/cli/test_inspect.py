@@ -71,3 +71,10 @@ def test_module_entry_point():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["arch"] == "small"
+
+
+def test_vgg19_layer_two_is_seen_before_the_pool(capsys):
+    # Issue 14, item 5: a head after layer 2 of a CIFAR VGG-19 sees the 32x32 map (the pool opens layer 3).
+    assert main(["--arch", "vgg19", "--dataset", "cifar10", "--width", "0.25", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [(l["index"], l["size"]) for l in layers[:3]] == [(1, 32), (2, 32), (3, 16)]

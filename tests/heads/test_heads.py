@@ -1,6 +1,8 @@
 """The head pool: registry, structure per Table 9, attachment after every layer, local losses."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +10,7 @@ from torch import nn
 
 from sedona_runtime.heads import AUX_POOL, Head, HeadSpec, build_head, head_width_for, list_heads
 from sedona_runtime.heads.aux import InvertedResidual
-from sedona_runtime.heads.predsim import BETA, decoder_pool_size, similarity_matrix
+from sedona_runtime.heads.predsim import BETA, PRED_FEATURES, decoder_pool_kernel, decoder_pool_size, similarity_matrix
 from sedona_runtime.models import ModelConfig, build_model, layer_output_shapes
 from sedona_runtime.utils.errors import SedonaError
 
@@ -98,15 +100,22 @@ def test_aux_structure_follows_table_9(depth):
     assert out.shape[-1] == (4 if depth >= 3 else 8)
 
 
-def test_stride_two_steps_keep_stride_one_on_a_1x1_map():
+def test_tiny_maps_keep_nc_as_the_release_does():
+    # Issue 14, item 7: where the stride-2 block cannot downsample (the release tracks in_size // 2 after the
+    # depthwise conv and needs >= 2), it runs at stride 1 and keeps Nc instead of widening to 1.5 Nc.
+    def widths(size: int) -> list[int]:
+        head = build_head("aux4", HeadSpec(in_channels=40, in_size=size, num_classes=5, width=8))
+        return [b.body[-2].out_channels for b in head.modules() if isinstance(b, InvertedResidual)]
+
+    assert widths(1) == widths(2) == widths(3) == [10, 10, 10]
+    assert widths(4) == widths(5) == [10, 15, 15]
     head = build_head("aux4", HeadSpec(in_channels=40, in_size=1, num_classes=5, width=8))
-    strides = [m.stride for m in head.modules() if isinstance(m, nn.Conv2d)]
-    assert all(s == (1, 1) for s in strides)
-    blocks = [m for m in head.modules() if isinstance(m, InvertedResidual)]
-    assert [b.body[-2].out_channels for b in blocks] == [10, 15, 15]  # widths are kept
-    # 2x2 halves once to 1x1, then the stride-2 inverted residual runs at stride 1.
+    assert all(m.stride == (1, 1) for m in head.modules() if isinstance(m, nn.Conv2d))
     head2 = build_head("aux4", HeadSpec(in_channels=40, in_size=2, num_classes=5, width=8))
     assert [b.body[1][0].stride for b in head2.modules() if isinstance(b, InvertedResidual)] == [(1, 1)] * 3
+    # The issue's figures: aux4 after a 128-channel 2x2 layer (Nc 32, width 512, 10 classes).
+    count = lambda size: sum(p.numel() for p in build_head("aux4", HeadSpec(128, size, 10, width=512, nc=32)).parameters())
+    assert count(2) == 56_810 and count(4) == 78_186
 
 
 def test_nc_default_and_override():
@@ -134,9 +143,41 @@ def test_mlp_sr_matches_dgl_structure():
 
 def test_predsim_pool_search_matches_reference_code():
     assert decoder_pool_size(1024, 14, 2048) == (1, 2)
+    assert decoder_pool_size(1024, 14, 512) == (1, 1)
     assert decoder_pool_size(64, 8, 512) == (2, 4)
     assert decoder_pool_size(16, 4, 512) == (4, 4)  # fits already: no pooling
     assert decoder_pool_size(4096, 7, 2048) == (1, 1)  # cannot fit: pools to 1x1
+
+
+@pytest.mark.parametrize("channels,size", [(1024, 14), (64, 7), (32, 6), (8, 5), (16, 3), (64, 8), (200, 1)])
+def test_predsim_pools_like_the_reference_padded_average_pool(channels, size):
+    # Issue 14, item 8: the reference pools with AvgPool2d(k, padding=(k * (ceil(size/k) - size//k)) // 2),
+    # zero padding counted in the average; at 14x14 with a 16x16 kernel that is the top-left 8x8 cells / 256.
+    head = build_head("predsim", HeadSpec(channels, size, 10))
+    kh, kw = decoder_pool_kernel(channels, size, PRED_FEATURES)
+    x = torch.rand(2, channels, size, size, generator=torch.Generator().manual_seed(0))
+    pooled = head.pool(x)
+    if (kh, kw) == (1, 1):
+        assert isinstance(head.pool, nn.Identity)
+    else:
+        ph = (kh * (math.ceil(size / kh) - size // kh)) // 2
+        pw = (kw * (math.ceil(size / kw) - size // kw)) // 2
+        padded = F.pad(x, (pw, pw, ph, ph))
+        h, w = math.ceil(size / kh), math.ceil(size / kw)
+        want = torch.stack([torch.stack([padded[:, :, i * kh:(i + 1) * kh, j * kw:(j + 1) * kw].sum((2, 3)) / (kh * kw)
+                                         for j in range(w)], -1) for i in range(h)], -2)
+        torch.testing.assert_close(pooled, want)
+    assert pooled.flatten(1).shape[1] == head.decoder.in_features == channels * math.prod(decoder_pool_size(channels, size, PRED_FEATURES))
+    if (channels, size) == (1024, 14):
+        torch.testing.assert_close(pooled[..., 0, 0], x[:, :, :8, :8].sum((2, 3)) / 256)
+
+
+def test_predsim_bound_is_a_head_setting():
+    assert PRED_FEATURES == 512  # the SEDONA release's --dim-in-decoder default
+    assert build_head("predsim", HeadSpec(1024, 14, 1000)).decoder.in_features == 1024
+    assert build_head("predsim", HeadSpec(1024, 14, 1000, pred_features=2048)).decoder.in_features == 2048
+    with pytest.raises(SedonaError, match="pred_features"):
+        build_head("predsim", HeadSpec(1024, 14, 1000, pred_features=0))
 
 
 def test_similarity_matrix():
@@ -159,7 +200,7 @@ def test_predsim_loss_mixes_prediction_and_similarity():
     sim = F.mse_loss(similarity_matrix(head.conv_loss(x)), similarity_matrix(F.one_hot(y, 4).float()))
     assert BETA == 0.99
     assert torch.allclose(loss, (1 - BETA) * pred + BETA * sim, rtol=0, atol=1e-7)
-    assert head.decoder.in_features <= 64
+    assert head.decoder.in_features <= PRED_FEATURES
 
 
 def test_predsim_gradient_is_finite_on_constant_features():

@@ -53,15 +53,31 @@ def test_stems_set_the_spatial_sizes(stem, size, first, last):
     assert hasattr(stem_mods, "maxpool") == (stem == "imagenet")
 
 
-def test_vgg_pooling_belongs_to_the_layer_before():
-    model = _meta_model(ModelConfig(arch="vgg19"))
+def test_vgg_pooling_belongs_to_the_start_of_the_next_layer():
+    # Issue 14, item 5: heads attach before the pool, as in the release (models/vgg.py), so layer 2 of a
+    # CIFAR VGG-19 is 32x32; the pool opens layers 3, 5, 9 and 13, and the last one belongs to the classifier.
+    model = _meta_model(ModelConfig(arch="vgg19", width=0.25))
     sizes = [s[1] for s in layer_output_shapes(model, (3, 32, 32))]
-    assert sizes == [32, 16, 16, 8, 8, 8, 8, 4, 4, 4, 4, 2, 2, 2, 2, 1]
+    assert sizes == [32, 32, 16, 16, 8, 8, 8, 8, 4, 4, 4, 4, 2, 2, 2, 2]
+    assert [l for l, layer in enumerate(model.layers, 1) if isinstance(layer[0], nn.MaxPool2d)] == [3, 5, 9, 13]
     assert not any(isinstance(m, nn.Dropout) for m in model.modules())
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(convs) == len(bns) == 16
-    assert sum(isinstance(m, nn.Linear) for m in model.classifier.modules()) == 3
+    assert isinstance(model.classifier.maxpool, nn.MaxPool2d)
+
+
+@pytest.mark.parametrize("stem,size,width,features,hidden", [
+    ("cifar", 32, 0.25, 128, 1024),  # the release's CIFAR-scale network: 1024 hidden units
+    ("tiny_imagenet", 64, 1.0, 512 * 2 * 2, 4096),  # feat_mult 4: 4096, on the flattened 2x2 map
+    ("imagenet", 224, 1.0, 512 * 7 * 7, 4096),  # torchvision's classifier
+])
+def test_vgg_classifier_has_the_release_widths(stem, size, width, features, hidden):
+    # Issue 14, item 6: Linear(features, 1024 * feat_mult), ReLU, Linear, ReLU, Linear; no dropout.
+    model = _meta_model(ModelConfig(arch="vgg19", stem=stem, width=width, num_classes=10))
+    linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(features, hidden), (hidden, hidden), (hidden, 10)]
+    assert model(torch.zeros(2, 3, size, size, device="meta")).shape == (2, 10)
 
 
 def test_width_multiplier_scales_channels():
