@@ -14,6 +14,7 @@ from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser,
                                         resolve_import_paths, run_main, take_model_option)
 from sedona_runtime.cli.display import fmt_time
 from sedona_runtime.search.config import PRESETS, SearchConfig, apply_preset
+from sedona_runtime.training.config import embedded_defaults
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
 
@@ -113,6 +114,9 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
         apply_preset(cfg, args.preset)
     apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
     resolve_import_paths(cfg.model, cfg.data)
+    # One set of defaults with `train` and launch/greedy.py: on the embedded digits, width 0.25 and the
+    # smallest input the network takes; the resolved values go into config.json.
+    cfg.model, cfg.data = embedded_defaults(cfg.model, cfg.data)
     return cfg
 
 

@@ -38,7 +38,18 @@ def join(store: dist.Store, rank: int, world_size: int, timeout: float,
     return groups
 
 
-def leave() -> None:
-    """Destroy the group (after every transfer finished; a failed run exits without it)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def leave(timeout: float = 30.0) -> None:
+    """Destroy the group (after every transfer finished; a failed run exits without it).
+
+    Every rank first waits for the others (a bounded barrier): a rank destroying its gloo context while a
+    peer's last transfer still runs on it aborts that peer's process at exit ("terminate called without
+    an active exception", seen under CPU contention). A rank that cannot finish the barrier in `timeout`
+    seconds leaves anyway.
+    """
+    if not dist.is_initialized():
+        return
+    try:
+        dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+    except RuntimeError:
+        pass  # a peer left without it (its run failed): nothing is left to finish with it
+    dist.destroy_process_group()

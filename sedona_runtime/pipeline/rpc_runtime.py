@@ -14,6 +14,12 @@ from sedona_runtime.pipeline.protocol import rpc_abort, rpc_ping, short
 
 log = logging.getLogger(__name__)
 
+# TensorPipe's transports for the agent's messages. Its default also offers "shm", whose reactor thread
+# polls its ring buffers without sleeping (about half a core per process, measured here), which starves the
+# blocks' compute, and a process starting beside a run, on a machine with few cores. "uv" (TCP) waits in
+# epoll. Tensors are unaffected: on one host TensorPipe's channels (cma, basic) move their bytes.
+RPC_TRANSPORTS = ["uv"]
+
 
 def start_rpc(name: str, rank: int, world_size: int, init_method: str, *,
               device: torch.device, device_maps: dict[str, dict[str, str]] | None = None,
@@ -24,7 +30,7 @@ def start_rpc(name: str, rank: int, world_size: int, init_method: str, *,
     device maps to peers ({peer: {local device: remote device}}), only for a CUDA `device`.
     """
     opts = rpc.TensorPipeRpcBackendOptions(
-        num_worker_threads=threads, rpc_timeout=timeout, init_method=init_method)
+        num_worker_threads=threads, rpc_timeout=timeout, init_method=init_method, _transports=RPC_TRANSPORTS)
     if device.type == "cuda":
         opts.set_devices([device])
         for peer, mapping in (device_maps or {}).items():

@@ -4,14 +4,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
-from pipeline_helpers import (CKPT, ROOT, RUN_ARGS, STEPS, assert_same_weights, committed_step, env, kill_session,
+from sedona_runtime.cli.greedy import main as greedy_main
+
+from pipeline_helpers import (CKPT, RUN_ARGS, STEPS, assert_same_weights, committed_step, kill_session,
                               listening, pipeline_weights, start, wait_gone)
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(170)]
@@ -71,7 +71,7 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference, transport
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
 
 
-def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transport):
+def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transport, capsys):
     run_dir = tmp_path / "run"
     # Long enough to be still training when the second run and Ctrl-C come (stopped long before the end).
     proc = start([*RUN_ARGS, *transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
@@ -83,10 +83,12 @@ def test_ctrl_c_commits_the_last_step_and_stops_every_process(tmp_path, transpor
         sockets = listening(proc)
         assert len({pid for pid, _, _ in sockets}) == 4, sockets  # the coordinator and three blocks listen
         assert all(ipaddress.ip_address(ip).is_loopback for _, ip, _ in sockets), sockets
-        # The live run owns its directory: a second run, or --overwrite, into it is one clear refusal.
-        second = subprocess.run([sys.executable, str(ROOT / "launch" / "greedy.py"), *RUN_ARGS, "--out", str(run_dir),
-                                 "--overwrite"], capture_output=True, text=True, timeout=60, env=env())
-        assert second.returncode == 2 and "is in use by another run: pid" in second.stderr, second.stderr
+        # The live run owns its directory: a second run, or --overwrite, into it is one clear refusal (the
+        # launcher's own entry point, called here: a fresh interpreter would spend most of this test
+        # importing torch beside four busy processes).
+        assert greedy_main([*RUN_ARGS, "--out", str(run_dir), "--overwrite"]) == 2
+        refused = capsys.readouterr().err
+        assert refused.startswith("error: ") and "is in use by another run: pid" in refused, refused
         os.killpg(proc.pid, signal.SIGINT)  # to every process of the group, as Ctrl-C in a terminal
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err[-3000:]

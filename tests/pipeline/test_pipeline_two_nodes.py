@@ -8,13 +8,15 @@ from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, free_port, ki
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
 
 
-def test_two_torchrun_nodes_form_one_run(tmp_path, reference, transport):
+def test_two_torchrun_nodes_form_one_run(tmp_path, reference):
     _, want = reference
     run_dir = tmp_path / "run"
     port = free_port()
     common = ["--nnodes", "2", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pipeline-test", "--max-restarts", "0"]
-    args = [*RUN_ARGS, *transport, "--out", str(run_dir)]
+    # The p2p transport: its run crosses the nodes on both planes (the RPC agents and the gloo group);
+    # the rpc transport's activations ride the same TensorPipe agents this run already joins.
+    args = [*RUN_ARGS, "--transport", "p2p", "--out", str(run_dir)]
     nodes = [start(args, torchrun=[*common, "--node-rank", str(rank)]) for rank in (0, 1)]
     try:
         outs = [node.communicate(timeout=120) for node in nodes]
