@@ -179,7 +179,7 @@ def main() -> int:
             sock = rendezvous.listen_loopback(0)  # each pair meets at a store served here, on loopback
             port = sock.getsockname()[1]
             store = rendezvous.serve_store(sock, 2, 120.0)
-            print(f"[{which}]", file=sys.stderr, flush=True)
+            print(f"measuring {which} ...", file=sys.stderr, flush=True)
             mp.spawn(_entry, args=(which, port, args.reps, args.stream, results), nprocs=2, join=True)
             del store
         res = dict(results)

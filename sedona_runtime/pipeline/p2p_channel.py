@@ -196,30 +196,45 @@ class HostBuffers:
     """Receive buffers in host memory, reused once nothing but this pool refers to their storage.
 
     A fresh large host tensor costs a page fault per 4 KiB on first touch (measured on this project's
-    2-core machine: a fresh 32 MiB activation buffer 2-3x the cost of refilling one), so the receiver
-    recycles buffers of the same shape and dtype like the posted buffers of torch.distributed.pipelining.
-    A buffer is reused only when its storage has no other user (no tensor, view or autograd saved
-    tensor of the consumer holds it), read with torch's storage use count; without that count every
-    receive allocates.
+    2-core machine: a gloo receive of 32 MiB into a fresh buffer 22 ms, into a reused one 9-11 ms), so
+    the receiver recycles buffers of the same shape and dtype like the posted buffers of
+    torch.distributed.pipelining. A buffer is reused only when its storage has no other user (no tensor,
+    view or autograd saved tensor of the consumer holds it), read with torch's storage use count; the
+    consumer always gets an alias, never the pool's own tensor object. Without that count, and for pinned
+    buffers (see `take`), every receive allocates.
     """
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self._free: dict[tuple, list[torch.Tensor]] = {}
         self._count = getattr(torch._C, "_storage_Use_Count", None)
+        # The count of a storage only the pool's tensor holds, as read here (reading it wraps the storage
+        # in one more reference: 2 in torch 2.x).
+        self._alone = self._use_count(torch.empty(1)) if self._count is not None else 0
+
+    def _use_count(self, t: torch.Tensor) -> int:
+        return int(self._count(t.untyped_storage()._cdata))
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tensor:
-        key = (tuple(shape), dtype, pin)
+        """A buffer of this shape and dtype, to receive into and hand to the consumer. The consumer gets an
+        alias (its own tensor object on the same storage), so its holding it is visible in the count."""
+        if pin:
+            # Pinned memory comes from torch's caching host allocator, which already reuses blocks, and
+            # only once the device copies recorded on them are done; a block's copy to its GPU is
+            # asynchronous, so reusing a pinned buffer here could overwrite it mid-copy.
+            return torch.empty(shape, dtype=dtype, pin_memory=True)
+        key = (tuple(shape), dtype)
         bufs = self._free.setdefault(key, [])
         if self._count is not None:
             for b in bufs:
-                if self._count(b.untyped_storage()._cdata) == 1:  # only this pool's tensor holds it
-                    return b
+                if self._use_count(b) == self._alone:  # only this pool's tensor holds the storage
+                    return b.detach()
         b = torch.empty(shape, dtype=dtype, pin_memory=pin)
-        if self._count is not None:
-            bufs.append(b)
-            del bufs[:-self.keep]  # bounded: the oldest buffers are simply forgotten
-        return b
+        if self._count is None:
+            return b
+        bufs.append(b)
+        del bufs[:-self.keep]  # bounded: the oldest buffers are simply forgotten
+        return b.detach()
 
 
 class P2pRecvChannel(RecvChannel):

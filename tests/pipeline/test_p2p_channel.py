@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]
 
@@ -58,3 +59,21 @@ def test_a_full_receiver_blocks_the_sender(pair):
 def test_an_error_travels_down_the_channel(pair):
     out = {rank: seen["error"] for rank, seen in pair.items()}
     assert out[1] == ["ok", "PeerError: block1: ValueError: bad batch"]
+
+
+def test_receive_buffers_are_reused_only_once_the_consumer_let_go():
+    """A fresh 32 MiB host buffer costs twice a reused one (page faults): the pool recycles a buffer,
+    but never while the consumer holds the tensor it was given, a view of it, or anything on its storage."""
+    from sedona_runtime.pipeline.p2p_channel import HostBuffers
+
+    pool = HostBuffers(keep=4)
+    first = pool.take((4, 8), torch.float32, pin=False)
+    addr = first.data_ptr()
+    assert pool.take((4, 8), torch.float32, pin=False).data_ptr() != addr  # held by the consumer
+    view = first[1:]
+    del first
+    assert pool.take((4, 8), torch.float32, pin=False).data_ptr() != addr  # a view still holds it
+    del view
+    again = pool.take((4, 8), torch.float32, pin=False)
+    assert again.data_ptr() == addr  # let go: reused
+    assert pool.take((4, 8), torch.float64, pin=False).data_ptr() != addr  # another dtype, another buffer
