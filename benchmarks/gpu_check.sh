@@ -54,7 +54,9 @@ step 4_pytest.txt 150 $PY -m pytest tests/pipeline/test_cuda.py tests/pipeline/t
 
 # 5. the search's outer step on the GPU (VGG-19 0.25x, CIFAR scale, batch 128, T = 5).
 if [ -f benchmarks/search_cost.py ]; then
-  step 5_search.txt 90 $PY benchmarks/search_cost.py --device $([ "$DRY" = 1 ] && echo cpu || echo cuda) --preset vgg19 --outer-steps 3
+  if [ "$DRY" = 1 ]; then SC="--device cpu --width 0.125 --image-size 8 --batch-size 8 --head-width 8 --inner-steps 2 --val-batch-size 8 --steps 1 --warmup 0"
+  else SC="--device cuda --setting vgg19 --steps 3 --warmup 1"; fi
+  step 5_search.txt 90 $PY benchmarks/search_cost.py $SC --rounds 1 --phases outer --straightforward
 fi
 
 # 6. K = 4 on CPU core sets of this machine's cores: the speedup over backprop, both transports.

@@ -256,7 +256,7 @@ def run(argv: list[str] | None) -> int:
     try:
         runner = SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter)
         result = runner.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # SearchStopped after a checkpoint, or a second Ctrl-C
         reporter.close()
         out = shlex.quote(args.out)
         if (Path(args.out) / "checkpoints" / "last.pt").is_file():
@@ -265,7 +265,7 @@ def run(argv: list[str] | None) -> int:
                   file=sys.stderr)
         else:
             print("interrupted before the first checkpoint: nothing to resume", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     finally:
         reporter.close()
     assert result is not None  # run() without stop_after always finishes

@@ -21,14 +21,24 @@ from sedona_runtime.search.export import write_results
 from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory, WeightSet
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
-from sedona_runtime.search.resume import check_resumable, deferred_interrupt
+from sedona_runtime.search.resume import check_resumable
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
+from sedona_runtime.utils.interrupt import deferred_stop
 from sedona_runtime.utils.io import atomic_torch_save
 from sedona_runtime.utils.seed import derive_seed, make_generator, seed_everything
 
 log = logging.getLogger(__name__)
+
+
+class SearchStopped(KeyboardInterrupt):
+    """The search stopped on Ctrl-C or SIGTERM after checkpointing its last step; `exit_code` is 128 + the
+    signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, exit_code: int = 130) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 class Reporter(Protocol):
@@ -106,9 +116,9 @@ class SearchRunner:
     def _run(self, stop_after: int | None = None) -> SearchResult | None:
         """Run to the end (or until global step `stop_after`, checkpointing there); None if stopped.
 
-        Ctrl-C reports a "stopping" event at once (even in the middle of a long step), finishes the
-        current step, checkpoints, then raises KeyboardInterrupt, so that a resumed search continues
-        exactly there (a second Ctrl-C interrupts at once).
+        Ctrl-C or SIGTERM reports a "stopping" event at once (even in the middle of a long step), finishes
+        the current step, checkpoints, then raises SearchStopped (a KeyboardInterrupt), so that a resumed
+        search continues exactly there (a second signal interrupts at once).
         """
         end = self.total if stop_after is None else min(self.total, stop_after)
         saved_at = None
@@ -117,7 +127,7 @@ class SearchRunner:
             self._emit({"kind": "stopping", "step": self.step, "total": self.total,
                         "checkpoint": str(self.run_dir.last_checkpoint)})
 
-        with deferred_interrupt(stopping) as interrupted:
+        with deferred_stop(lambda request: stopping()) as interrupted:
             # Announced once Ctrl-C is deferred: from here on it stops at a step boundary.
             self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
                         "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
@@ -132,7 +142,7 @@ class SearchRunner:
                     self._save()
                     self._emit({"kind": "stopped", "step": self.step, "total": self.total,
                                 "checkpoint": str(self.run_dir.last_checkpoint)})
-                    raise KeyboardInterrupt
+                    raise SearchStopped(interrupted.exit_code)
                 if (every and self.step % every == 0) or self.step == self.pretrain_steps:
                     self._save()
                     saved_at = self.step

@@ -67,23 +67,30 @@ def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
         data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
     cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
     torch.manual_seed(cfg.seed)
-    with torch.device("meta") if meta else contextlib.nullcontext():
-        return _build_network(cfg, model_cfg, bundle, device)
+    return _build_network(cfg, model_cfg, bundle, device, meta)
 
 
-def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device) -> RunParts:
-    """The model (checked against the data when it is a user's), its decoupling and its blocks."""
+def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device, meta: bool) -> RunParts:
+    """The model (checked against the data when it is a user's), its decoupling and its blocks. With `meta`
+    only the modules are built on the meta device: the decoupling is resolved from real numbers (a
+    `sedona:K` cut is discretized from the shipped alpha/beta)."""
     from sedona_runtime.heads import head_width_for
     from sedona_runtime.models import build_model, list_models
     from sedona_runtime.models.layered import check_output
 
-    model = build_model(model_cfg)
-    if model_cfg.arch not in list_models():  # a user's network: check that it fits the data before training
-        with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
-            check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
+    def modules():
+        return torch.device("meta") if meta else contextlib.nullcontext()
+
+    with modules():
+        model = build_model(model_cfg)
+        if model_cfg.arch not in list_models():  # a user's network: check that it fits the data first
+            with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
+                check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
     dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
-    spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes, head_width_for(model_cfg.stem))
-    blocks = build_blocks(model, dec, spec_fn)
+    with modules():
+        spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes,
+                               head_width_for(model_cfg.stem))
+        blocks = build_blocks(model, dec, spec_fn)
     return RunParts(cfg, bundle, model, dec, blocks, device)
 
 

@@ -2,6 +2,7 @@
 (where it saves what it has), a second one stops at once."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -44,22 +45,65 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
     """While inside, the first SIGINT or SIGTERM only sets the returned request and calls `on_request` (to
     say at once that the run stops after the current step); a second one raises KeyboardInterrupt there
     and then. Signal handlers exist only in the main thread: elsewhere the request is never set.
+
+    "At once" holds even while the main thread is deep in one long PyTorch call (a search step can take
+    minutes): Python runs signal handlers only between bytecodes of the main thread, so a watcher thread
+    reads the signal from a wakeup fd (written by the C-level handler) and calls `on_request` from there.
     """
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
+    lock = threading.Lock()
+    seen = {"handled": 0, "bytes": 0}  # Python-level handler calls; signals the watcher read
 
-    def handler(signum: int, frame: Any) -> None:
-        if request.is_set():
-            raise KeyboardInterrupt
-        request.signum = signum
+    def first(signum: int) -> None:
+        with lock:
+            if request.is_set():
+                return
+            request.signum = signum
         if on_request is not None:
             on_request(request)
 
+    def handler(signum: int, frame: Any) -> None:
+        # Two signals during one long C call reach Python as one call, but the watcher counted both.
+        seen["handled"] += 1
+        if max(seen["handled"], seen["bytes"]) >= 2:
+            raise KeyboardInterrupt
+        first(signum)
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # pragma: no cover - not the main thread of the main interpreter
+        previous_fd = None
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            hits = [b for b in data if b in STOP_SIGNALS]
+            if hits and not done.is_set():
+                seen["bytes"] += len(hits)
+                first(hits[0])
+
+    watcher = threading.Thread(target=watch, name="stop-signal-watcher", daemon=True)
+    watcher.start()
     try:
         yield request
     finally:
+        done.set()
+        if previous_fd is not None:
+            signal.set_wakeup_fd(previous_fd)
         for s, h in previous.items():
             signal.signal(s, h)
+        os.close(write_fd)  # ends the watcher's read
+        watcher.join(timeout=5)
+        os.close(read_fd)

@@ -12,7 +12,7 @@ from sedona_runtime.decoupling import load_decoupling
 from sedona_runtime.search.bilevel import cosine_lr
 from sedona_runtime.search.config import SearchConfig
 from sedona_runtime.search.export import export_checkpoint, write_results
-from sedona_runtime.search.runner import SearchRunner
+from sedona_runtime.search.runner import SearchRunner, SearchStopped
 from sedona_runtime.utils.errors import SedonaError
 
 RELEASED = Path(__file__).resolve().parents[1] / "decoupling" / "data" / "sedona-released-alpha-beta.json"
@@ -36,14 +36,16 @@ def _records(path: Path) -> list[dict]:
 def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     whole = SearchRunner(tiny_config(), tmp_path / "whole").run()
     assert whole is not None
-    # Ctrl-C mid-pretraining (between evaluations), then a stop mid-search, resuming in fresh runners.
-    class CtrlC:
+    # SIGTERM (a scheduler's stop; Ctrl-C takes the same path) mid-pretraining, between evaluations, then a
+    # stop mid-search, resuming in fresh runners.
+    class Term:
         def event(self, record: dict) -> None:
             if record.get("step") == 3 and record["kind"] == "progress":
-                signal.raise_signal(signal.SIGINT)  # the runner stops at the next step boundary
+                signal.raise_signal(signal.SIGTERM)  # the runner stops at the next step boundary
 
-    with pytest.raises(KeyboardInterrupt):
-        SearchRunner(tiny_config(), tmp_path / "parts", reporter=CtrlC()).run()
+    with pytest.raises(SearchStopped) as stopped:
+        SearchRunner(tiny_config(), tmp_path / "parts", reporter=Term()).run()
+    assert stopped.value.exit_code == 143
     assert torch.load(tmp_path / "parts" / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     assert SearchRunner(tiny_config(), tmp_path / "parts", resume=True).run(stop_after=5) is None
     parts = SearchRunner(tiny_config(), tmp_path / "parts", resume=True).run()

@@ -240,3 +240,22 @@ def _as_block_keys(model_state: dict) -> dict:
     """LayeredNet keys (layers.i..., classifier...) as the single block's keys (layers.i..., head...)."""
     return {("head." + k[len("classifier."):]) if k.startswith("classifier.") else k: v
             for k, v in model_state.items()}
+
+
+@pytest.mark.parametrize("decoupling", ["backprop", "dgl:2", "predsim:2", "sedona:2", "vgg19_k2"])
+def test_the_coordinators_meta_build_resolves_every_kind_of_decoupling(tmp_path, decoupling):
+    """The pipeline's coordinator builds the network on the meta device (no weights); resolving the
+    decoupling still reads real numbers (sedona:K re-discretizes the shipped alpha/beta): the same cut and
+    heads as a real build, and no module of it holds memory."""
+    from sedona_runtime.data.config import DataConfig
+    from sedona_runtime.models import ModelConfig
+    from sedona_runtime.training.config import resolve_defaults
+    from sedona_runtime.training.greedy import build_parts
+
+    data = DataConfig(dataset="synthetic", image_size=32, synthetic_size=40, synthetic_classes=4, val_fraction=0.2)
+    cfg = resolve_defaults(synthetic_cfg(tmp_path, model=ModelConfig(arch="vgg19", width=0.125), data=data,
+                                         decoupling=decoupling))
+    real, meta = build_parts(cfg), build_parts(cfg, meta=True)
+    assert meta.decoupling.to_json() == real.decoupling.to_json()
+    assert len(meta.blocks) == len(real.blocks) == meta.decoupling.K
+    assert all(p.is_meta for b in meta.blocks for p in b.parameters())
