@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
@@ -193,12 +194,12 @@ def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
     for h in HEADER:
         table.add_column(h, justify="left" if h == "run" else "right", no_wrap=True)
     for row in table_rows(result):
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # "[rpc]" in a name is text, not rich markup
     console.print(table)
     console.print("per block, per step (ms): busy in the pipeline (median, timed window) / predicted from the "
                   "profile; phases, waiting for input, for queue space, sending, queue depth (repetition 1, all steps)")
     for d in result["decouplings"]:
-        console.print(f"  {d['name']}: cut {d['decoupling']}")
+        console.print(f"  {escape(d['name'])}: cut {escape(str(d['decoupling']))}")
         for b in d["blocks"]:
             ph = " ".join(f"{k} {v * 1e3:.1f}" for k, v in b["phases_s"].items())
             console.print(f"    block {b['block']}: busy {b['step_s'] * 1e3:.1f} / {b['predicted_step_s'] * 1e3:.1f}"

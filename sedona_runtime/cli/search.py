@@ -17,6 +17,7 @@ from sedona_runtime.search.config import PRESETS, SearchConfig, apply_preset
 from sedona_runtime.training.config import embedded_defaults
 from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.utils.imports import is_import_path
 
 
 def _ints(text: str) -> list[int]:
@@ -113,6 +114,13 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
     if args.preset:
         apply_preset(cfg, args.preset)
     apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
+    if args.preset:
+        # A preset's width and input size are for its own network and data: a user's network is taken as
+        # it is, a user's images at their size (unless given on the command line).
+        if is_import_path(cfg.model.arch) and args.width is None:
+            cfg.model.width = None
+        if cfg.data.is_user and args.image_size is None:
+            cfg.data.image_size = None
     resolve_import_paths(cfg.model, cfg.data)
     # One set of defaults with `train` and launch/greedy.py: on the embedded digits, width 0.25 and the
     # smallest input the network takes; the resolved values go into config.json.

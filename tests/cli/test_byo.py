@@ -127,10 +127,13 @@ def test_torchvision_networks_go_through_inspect_and_plan(model, layers, tmp_pat
 
 def test_search_on_the_user_network_writes_a_decoupling_train_runs(user_pkg, tmp_path, capsys):
     out = tmp_path / "search"
-    assert search_main(["--model", MODEL, "--dataset", DATA, "--batch-size", "16", "--head-width", "8",
-                        "--head-pool", "aux1,aux2", "--pretrain-steps", "1", "--eval-every", "1", "--eval-batches", "1",
-                        "--memory-size", "2", "--search-steps", "1", "--inner-steps", "1", "--blocks", "2",
-                        "--device", "cpu", "--plain", "--out", str(out)]) == 0
+    # --preset quick as the README shows it, its schedule cut to a few steps for the test.
+    assert search_main(["--preset", "quick", "--model", MODEL, "--dataset", DATA, "--batch-size", "16",
+                        "--head-width", "8", "--head-pool", "aux1,aux2", "--pretrain-steps", "1", "--eval-every", "1",
+                        "--eval-batches", "1", "--memory-size", "2", "--search-steps", "1", "--inner-steps", "1",
+                        "--blocks", "2", "--device", "cpu", "--plain", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["arch"] == MODEL and saved["data"]["dataset"] == DATA  # the user's, not the preset's
     dec = out / "byo_user_pkg.nets.build_k2.json"
     assert dec.is_file(), capsys.readouterr().out
     assert json.loads(dec.read_text())["arch"] == MODEL
