@@ -31,6 +31,27 @@ SHAPES = {"activation 128x64x32x32 fp32": (128, 64, 32, 32), "small 16 fp32": (1
 SMALL_STREAM_FACTOR = 20
 
 
+def _time_channel(lat_ch, stream_ch, x: torch.Tensor, reps: int, stream: int) -> dict:
+    """Latency (put, then flush: the receiver has it) on `lat_ch`; throughput of a stream on `stream_ch`."""
+    lat = []
+    for i in range(reps + 2):
+        t0 = time.perf_counter()
+        lat_ch.put(x, 60.0)
+        lat_ch.flush(60.0)
+        if i >= 2:  # warm-up
+            lat.append(time.perf_counter() - t0)
+    rates = []
+    n = stream * (SMALL_STREAM_FACTOR if x.numel() < 1024 else 1)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            stream_ch.put(x, 60.0)
+        stream_ch.flush(60.0)
+        rates.append(n * x.numel() * 4 / (time.perf_counter() - t0))
+    return {"latency_ms": 1e3 * statistics.median(lat), "mb_per_s": statistics.median(rates) / 1e6,
+            "bytes": x.numel() * 4}
+
+
 def _rpc_side(rank: int, port: int, reps: int, stream: int, results) -> None:
     from sedona_runtime.pipeline import rendezvous
     from sedona_runtime.pipeline.channel import EndOfStream
@@ -53,26 +74,8 @@ def _rpc_side(rank: int, port: int, reps: int, stream: int, results) -> None:
     start_rpc("send", 0, 2, init, device=torch.device("cpu"))
     out = {}
     for name, shape in SHAPES.items():
-        x = torch.randn(shape)
-        lat_ch = RpcSendChannel("recv", "bench", window=1)
-        lat = []
-        for i in range(reps + 2):
-            t0 = time.perf_counter()
-            lat_ch.put(x, 60.0)
-            lat_ch.flush(60.0)
-            if i >= 2:  # warm-up
-                lat.append(time.perf_counter() - t0)
-        st_ch = RpcSendChannel("recv", "bench", window=2)
-        rates = []
-        n = stream * (SMALL_STREAM_FACTOR if x.numel() < 1024 else 1)
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                st_ch.put(x, 60.0)
-            st_ch.flush(60.0)
-            rates.append(n * x.numel() * 4 / (time.perf_counter() - t0))
-        out[name] = {"latency_ms": 1e3 * statistics.median(lat), "mb_per_s": statistics.median(rates) / 1e6,
-                     "bytes": x.numel() * 4}
+        out[name] = _time_channel(RpcSendChannel("recv", "bench", window=1), RpcSendChannel("recv", "bench", window=2),
+                                  torch.randn(shape), reps, stream)
     RpcSendChannel("recv", "bench").close(60.0)
     stop_rpc(graceful=True)
     results.update({"rpc": out})
@@ -99,24 +102,7 @@ def _p2p_side(rank: int, port: int, reps: int, stream: int, results) -> None:
     out = {}
     ch = P2pSendChannel(Edge(1, "recv", timeout=120.0), window=2)
     for name, shape in SHAPES.items():
-        x = torch.randn(shape)
-        lat = []
-        for i in range(reps + 2):
-            t0 = time.perf_counter()
-            ch.put(x, 60.0)
-            ch.flush(60.0)
-            if i >= 2:
-                lat.append(time.perf_counter() - t0)
-        rates = []
-        n = stream * (SMALL_STREAM_FACTOR if x.numel() < 1024 else 1)
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                ch.put(x, 60.0)
-            ch.flush(60.0)
-            rates.append(n * x.numel() * 4 / (time.perf_counter() - t0))
-        out[name] = {"latency_ms": 1e3 * statistics.median(lat), "mb_per_s": statistics.median(rates) / 1e6,
-                     "bytes": x.numel() * 4}
+        out[name] = _time_channel(ch, ch, torch.randn(shape), reps, stream)
     ch.close(60.0)
     p2p_group.leave()
     results.update({"p2p": out})
