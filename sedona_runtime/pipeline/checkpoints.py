@@ -91,7 +91,9 @@ def save_candidate(checkpoints: Path, step: int, index: int, weights: dict) -> P
 
 
 def promote_best(checkpoints: Path, step: int, blocks: int, val_error: float) -> None:
-    """Make validation step `step` the best weights (all K candidate files exist), delete the other candidates."""
+    """Make validation step `step` the best weights (all K candidate files exist), delete the candidates of
+    earlier steps. Later steps' candidates are left alone: blocks run ahead of the coordinator's counting,
+    so they may be written (or being written) already, and their own round decides them."""
     checkpoints = Path(checkpoints)
     folder = candidate_dir(checkpoints, step)
     missing = [i for i in range(1, blocks + 1) if not (folder / f"block{i}.pt").is_file()]
@@ -100,7 +102,8 @@ def promote_best(checkpoints: Path, step: int, blocks: int, val_error: float) ->
     atomic_write_json(checkpoints / BEST, {"step": int(step), "val_error": float(val_error), "blocks": blocks,
                                            "dir": str(folder.relative_to(checkpoints))})
     for d in (checkpoints / CANDIDATES).glob("step_*"):
-        if d != folder:
+        earlier = d.name[len("step_"):].isdigit() and int(d.name[len("step_"):]) < step
+        if earlier:
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -195,8 +195,9 @@ class Coordinator:
         return self.finish(wall)
 
     def _stop_requested(self, request: StopRequest) -> None:
-        self.reporter.note(f"{request.name}: stopping at the next step boundary (step {self.fed} fed) and committing "
-                           "a checkpoint there (a second Ctrl-C stops at once, without it)")
+        what = "Ctrl-C" if request.name == "SIGINT" else request.name
+        self.reporter.note(f"{what}: stopping at the next step boundary (step {self.fed} fed) and committing "
+                           f"a checkpoint there (a second {what} stops at once, without it)")
 
     def _root_cause(self, exc: BaseException) -> str:
         if isinstance(exc, PipelineFailed):

@@ -40,11 +40,19 @@ def check(parts, depth: int, window: int, batch_size: int, available: int | None
     if total > budget:
         worst = max(range(len(held)), key=held.__getitem__)
         src = "the coordinator" if worst == 0 else f"block {worst}"
-        fits = max(1, int(budget / sum(per_edge)) - window - 1)
-        raise SedonaError(f"--queue-depth {depth} lets up to {depth + window + 1} items of "
-                          f"{_fmt(per_edge[worst])} wait between {src} and block {worst + 1} ({_fmt(total)} over all "
-                          f"edges), more than half of the {_fmt(available)} of memory available: use --queue-depth "
-                          f"{fits} or less")
+        items = int(budget / sum(per_edge))  # items per edge that fit: depth + window + 1 at most
+        # Name the setting that is too large (the larger one when both are), and the value that fits
+        # beside the other one as it is.
+        if window > depth:
+            what, value, fix = "--window", window, f"--window {max(1, items - depth - 1)}"
+        else:
+            what, value, fix = "--queue-depth", depth, f"--queue-depth {max(1, items - window - 1)}"
+        too_both = items < 3  # even depth 1 and window 1 do not fit
+        advice = "a smaller --batch-size" if too_both else f"{fix} or less"
+        raise SedonaError(f"{what} {value} lets up to {depth + window + 1} items (queue depth {depth} + window "
+                          f"{window} + 1) of {_fmt(per_edge[worst])} wait between {src} and block {worst + 1} "
+                          f"({_fmt(total)} over all edges), more than half of the {_fmt(available)} of memory "
+                          f"available: use {advice}")
     return total
 
 

@@ -251,9 +251,10 @@ def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
 
 def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> int:
     """Entry of a block process (self-launched or started by torchrun)."""
-    # Ctrl-C in a terminal reaches every process of the group. A block leaves it to the coordinator,
-    # which stops the run at a step boundary and commits a checkpoint the blocks take part in (a
-    # second Ctrl-C makes the coordinator abort every block; a dead coordinator stops them through
-    # the watchdog).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C in a terminal reaches every process of the group, and so does the SIGTERM of timeout(1),
+    # a scheduler or torchrun. A block leaves both to the coordinator, which stops the run at a step
+    # boundary and commits a checkpoint the blocks take part in (a second signal makes the coordinator
+    # abort every block; a dead coordinator stops them through the watchdog; SIGKILL still kills).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     return Stage(pcfg, index, world_size, meeting, place).run()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from sedona_runtime.utils.errors import SedonaError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SAME_SIGNAL_S = 0.5  # stop signals this close to the first one are the same request
 
 
 class StopRequest:
@@ -43,8 +45,9 @@ class Interrupted(SedonaError):
 @contextmanager
 def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> Iterator[StopRequest]:
     """While inside, the first SIGINT or SIGTERM only sets the returned request and calls `on_request` (to
-    say at once that the run stops after the current step); a second one raises KeyboardInterrupt there
-    and then. Signal handlers exist only in the main thread: elsewhere the request is never set.
+    say at once that the run stops after the current step); a second one, SAME_SIGNAL_S or more after the
+    first, raises KeyboardInterrupt there and then (closer ones are the same stop delivered twice, as
+    timeout(1) does). Signal handlers exist only in the main thread: elsewhere the request is never set.
 
     "At once" holds even while the main thread is deep in one long PyTorch call (a search step can take
     minutes): Python runs signal handlers only between bytecodes of the main thread, so a watcher thread
@@ -55,7 +58,19 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
         yield request
         return
     lock = threading.Lock()
-    seen = {"handled": 0, "bytes": 0}  # Python-level handler calls; signals the watcher read
+    # A signal is the second request only when it comes SAME_SIGNAL_S or more after the first: timeout(1)
+    # and some schedulers deliver one stop twice at once (to the process and to its group). Two clocks,
+    # because a handler call can come late (after a long C call) while the watcher reads at once.
+    first_at = {"handler": None, "watcher": None}
+    late = {"handler": 0, "watcher": 0}
+
+    def seen(source: str) -> None:
+        now = time.monotonic()
+        with lock:
+            if first_at[source] is None:
+                first_at[source] = now
+            elif now - first_at[source] >= SAME_SIGNAL_S:
+                late[source] += 1
 
     def first(signum: int) -> None:
         with lock:
@@ -66,9 +81,8 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
             on_request(request)
 
     def handler(signum: int, frame: Any) -> None:
-        # Two signals during one long C call reach Python as one call, but the watcher counted both.
-        seen["handled"] += 1
-        if max(seen["handled"], seen["bytes"]) >= 2:
+        seen("handler")
+        if late["handler"] or late["watcher"]:
             raise KeyboardInterrupt
         first(signum)
 
@@ -91,7 +105,8 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
                 return
             hits = [b for b in data if b in STOP_SIGNALS]
             if hits and not done.is_set():
-                seen["bytes"] += len(hits)
+                for _ in hits:
+                    seen("watcher")
                 first(hits[0])
 
     watcher = threading.Thread(target=watch, name="stop-signal-watcher", daemon=True)

@@ -86,6 +86,8 @@ def test_resume_needs_a_committed_checkpoint(capsys, tmp_path):
 
 def test_a_queue_depth_whose_activations_cannot_fit_is_refused(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--queue-depth", "100000000"], capsys, tmp_path, "--queue-depth 100000000 lets up to")
+    # The send window counts too, and is named when it is the one too large.
+    _fails(["--blocks", "3", *BASE, "--window", "100000000"], capsys, tmp_path / "w", "--window 100000000 lets up to")
 
 
 def test_queue_budget_counts_every_edge():
@@ -99,7 +101,10 @@ def test_queue_budget_counts_every_edge():
     c, h, w = parts.bundle.input_shape
     assert len(per_edge) == 3 and per_edge[0] == 8 * (c * h * w * 1 + 8)  # the raw uint8 images, and labels
     assert queue_budget.check(parts, 2, 2, 8, available=10**12) == 5 * sum(per_edge)
-    with pytest.raises(Exception, match="use --queue-depth"):
+    # Room for 10 items per edge (half of 20): depth 100 is refused with the depth that fits beside window 2.
+    with pytest.raises(Exception, match=r"--queue-depth 100 lets up to 103 items .* use --queue-depth 7 or less"):
+        queue_budget.check(parts, 100, 2, 8, available=20 * sum(per_edge))
+    with pytest.raises(Exception, match="use a smaller --batch-size"):  # not even one item in each place fits
         queue_budget.check(parts, 2, 2, 8, available=sum(per_edge))
 
 
