@@ -243,8 +243,13 @@ def print_summary(console: Console, summary: dict, out: str) -> None:
         reserved = summary.get("peak_reserved_bytes") or []
         held = (f" (CUDA cache reserved: {' / '.join(fmt_mib(b) for b in reserved)})"
                 if any(reserved) else "")  # what the caching allocator holds beside what tensors use
-        console.print(f"{memory_label(summary.get('peak_memory_kind', ''))} per block: "
-                      + " / ".join(fmt_mib(b) for b in peaks) + held, highlight=False)
+        kind = summary.get("peak_memory_kind", "")
+        if kind == "process_rss" and summary.get("processes") == 1:  # one process holds every block
+            console.print(f"{memory_label(kind)} of the process (all {len(peaks)} blocks): {fmt_mib(max(peaks))}",
+                          highlight=False)
+        else:
+            console.print(f"{memory_label(kind)} per block: " + " / ".join(fmt_mib(b) for b in peaks) + held,
+                          highlight=False)
     best = summary.get("best_val_error")
     best_txt = f"best val error {best:.2%} (step {summary['best_val_step']}), " if best is not None else ""
     console.print(f"{best_txt}wall time {summary['wall_time_s']:.1f} s, {summary['samples_per_s']:.0f} samples/s; "

@@ -116,11 +116,12 @@ def build_config(args: argparse.Namespace) -> SearchConfig:
     apply_options(cfg, args, _FIELDS)  # --seed also drives the weight sampling (cfg.seed)
     if args.preset:
         # A preset's width and input size are for its own network and data: a user's network is taken as
-        # it is, a user's images at their size (unless given on the command line).
+        # it is, another data set at its own size (unless given on the command line).
         if is_import_path(cfg.model.arch) and args.width is None:
             cfg.model.width = None
-        if cfg.data.is_user and args.image_size is None:
-            cfg.data.image_size = None
+        preset_data = PRESETS[args.preset].get("data", {})
+        if args.image_size is None and cfg.data.dataset != preset_data.get("dataset", cfg.data.dataset):
+            cfg.data.image_size = None  # another data set (CIFAR's 32x32, a user's images) keeps its own size
     resolve_import_paths(cfg.model, cfg.data)
     # One set of defaults with `train` and launch/greedy.py: on the embedded digits, width 0.25 and the
     # smallest input the network takes; the resolved values go into config.json.

@@ -342,6 +342,7 @@ class GreedyTrainer:
             "samples_per_s": done * cfg.batch_size / max(self.train_s, 1e-9),
             "peak_memory_bytes": [r.peak_memory for r in self.runners],
             "peak_memory_kind": memory_kind(self.parts.device),
+            "processes": 1,  # every block in this process: on CPU they share one RSS
             "device": str(self.parts.device),
         }
 

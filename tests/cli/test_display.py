@@ -104,6 +104,10 @@ def test_summary_names_what_the_peak_memory_is():
         buf = io.StringIO()
         print_summary(Console(file=buf, width=200), _summary(kind), "runs/x")
         assert label in buf.getvalue() and "test accuracy 75.00%" in buf.getvalue()
+    # The single-process trainer's blocks share one process: its RSS is said once, not once per block.
+    buf = io.StringIO()
+    print_summary(Console(file=buf, width=200), {**_summary("process_rss"), "processes": 1}, "runs/x")
+    assert "peak RSS of the process (all 2 blocks): 300 MiB" in buf.getvalue() and "per block" not in buf.getvalue()
 
 
 def test_pipeline_table_labels_its_memory_column():

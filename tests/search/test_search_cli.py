@@ -161,3 +161,16 @@ def test_ctrl_c_says_at_once_that_it_stops_after_the_step_then_stops_with_a_chec
     assert "stopped after step" in stdout and "Traceback" not in stderr
     assert "--resume --out" in stderr and "--export --out" in stderr
     assert (out / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_presets_input_size_is_for_its_own_data_set(tmp_path):
+    """--preset quick sets 16x16 digits; with --dataset cifar10 the images keep CIFAR's 32x32 (the preset's
+    size was refused as if the user had asked for it), unless --image-size says otherwise."""
+    from sedona_runtime.cli.search import _parser, build_config
+
+    def cfg(*extra):
+        return build_config(_parser().parse_args(["--preset", "quick", *extra, "--out", str(tmp_path / "s")]))
+
+    assert cfg().data.image_size == 16
+    assert cfg("--dataset", "cifar10", "--data-dir", str(tmp_path)).data.image_size is None
+    assert cfg("--dataset", "cifar10", "--data-dir", str(tmp_path), "--image-size", "32").data.image_size == 32
