@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -239,16 +238,10 @@ def run(argv: list[str] | None) -> int:
 
 
 def record_for_torchrun(line: str) -> None:
-    """Under torchrun, hand our one-line error to its error file: torchrun's own failure report (printed
-    after its traceback) then ends with this line as the root cause instead of 'To enable traceback...'."""
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not path:
-        return
-    try:
-        with open(path, "w") as fp:
-            json.dump({"message": line, "timestamp": str(int(time.time()))}, fp)
-    except OSError:
-        pass
+    """Our `error:` line as the root cause of torchrun's report (pipeline.torchrun_error)."""
+    from sedona_runtime.pipeline.torchrun_error import record_for_torchrun as record
+
+    record(line)
 
 
 def main(argv: list[str] | None = None) -> int:
