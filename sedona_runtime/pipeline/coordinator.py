@@ -176,13 +176,14 @@ class Coordinator:
             except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
                 why = None if isinstance(exc, KeyboardInterrupt) or not connected else self._root_cause(exc)
                 self._abort(exc)
-                if why is None and isinstance(exc, KeyboardInterrupt):
-                    raise
+                if why is None and isinstance(exc, KeyboardInterrupt):  # a second stop signal: at once
+                    raise self._stopped_at_once(stop) from None
                 raise PipelineFailed(why or str(exc)) from None
             except BaseException as exc:  # a bug here: still stop every block before propagating
                 self._abort(exc)
                 raise
             finally:
+                (self.run_dir.path / TOKEN).unlink(missing_ok=True)  # only a live run needs it
                 torch.set_num_threads(threads)  # the caller's setting again
                 if getattr(self, "inbox", None) is not None:
                     self.inbox.close()  # free the queue name: the registry is per process, not per run
@@ -193,6 +194,16 @@ class Coordinator:
                               f"{self.run_dir.path}", exit_code=stop.exit_code)
         wall = time.perf_counter() - t_start
         return self.finish(wall)
+
+    def _stopped_at_once(self, stop: StopRequest) -> Interrupted:
+        """What a second stop signal (no checkpoint of the current step) leaves: the last committed one."""
+        record = ckpt.committed(self.run_dir.checkpoints)
+        what = f"interrupted at once ({stop.name or 'SIGINT'}, twice)"
+        if record is None:
+            return Interrupted(f"{what}: no checkpoint had been committed, nothing to resume", exit_code=stop.exit_code)
+        return Interrupted(f"{what}: the last committed checkpoint is step {record['step']} in "
+                           f"{self.run_dir.checkpoints}; continue with --resume --out {self.run_dir.path}",
+                           exit_code=stop.exit_code)
 
     def _stop_requested(self, request: StopRequest) -> None:
         what = "Ctrl-C" if request.name == "SIGINT" else request.name
