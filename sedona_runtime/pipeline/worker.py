@@ -191,6 +191,7 @@ class Stage:
             self.prepare()
             self.connect()
             connected = True
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # joined: the coordinator decides (run_stage)
             self.build()
             # Built (and resumed): tell the coordinator, which watches for failures until every block is
             # ready, then open the activation channels (p2p: a barrier over every process).
@@ -261,7 +262,8 @@ def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meetin
     # Ctrl-C in a terminal reaches every process of the group, and so does the SIGTERM of timeout(1),
     # a scheduler or torchrun. A block leaves both to the coordinator, which stops the run at a step
     # boundary and commits a checkpoint the blocks take part in (a second signal makes the coordinator
-    # abort every block; a dead coordinator stops them through the watchdog; SIGKILL still kills).
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    # abort every block; a dead coordinator stops them through the watchdog). SIGTERM only once the
+    # block has joined the run (Stage.run): before, there is nothing to save and SIGTERM ends it at once
+    # (torchrun stops the other ranks so when one fails at start).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return Stage(pcfg, index, world_size, meeting, place).run()
