@@ -1,0 +1,62 @@
+"""The package's shape: no module-level import circle (the coordinator and the block process share the
+protocol module instead of importing each other), and only pipeline/ imports torch.distributed."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "sedona_runtime"
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (what runs on import; imports inside functions are lazy)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module(p): p for p in PKG.rglob("*.py")}
+    return {m: {n for n in _top_level_imports(p) if n in files and n != m} for m, p in files.items()}
+
+
+def test_no_module_level_import_circle_in_the_package():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = stack[stack.index(n):] + [n]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    # The two ends of the pipeline meet in the protocol module, never in each other.
+    assert "sedona_runtime.pipeline.coordinator" not in graph["sedona_runtime.pipeline.worker"]
+    assert "sedona_runtime.pipeline.worker" not in graph["sedona_runtime.pipeline.coordinator"]
+
+
+def test_only_the_pipeline_imports_torch_distributed():
+    outside = sorted(_module(p) for p in PKG.rglob("*.py")
+                     if not _module(p).startswith("sedona_runtime.pipeline")
+                     and any(n.startswith("torch.distributed") for n in _top_level_imports(p)))
+    assert not outside, outside
