@@ -23,6 +23,7 @@ from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, Time
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
+from sedona_runtime.pipeline.torchrun_error import record_for_torchrun
 from sedona_runtime.training.display import RunInfo
 from sedona_runtime.utils.errors import SedonaError
 
@@ -235,13 +236,6 @@ def run(argv: list[str] | None) -> int:
         reporter.close()
     print_summary(console, summary, pcfg.train.out_dir)
     return 0
-
-
-def record_for_torchrun(line: str) -> None:
-    """Our `error:` line as the root cause of torchrun's report (pipeline.torchrun_error)."""
-    from sedona_runtime.pipeline.torchrun_error import record_for_torchrun as record
-
-    record(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,13 +40,14 @@ def commit(checkpoints: Path, step: int, blocks: int, extra: dict | None = None)
     if missing:
         raise SedonaError(f"checkpoint of step {step} lacks block(s) {missing}")
     atomic_write_json(checkpoints / COMMIT, {"step": step, "blocks": blocks, **(extra or {})})
-    root = checkpoints / "blocks"
+    _remove_steps_before(checkpoints / "blocks", step)
+
+
+def _remove_steps_before(root: Path, step: int) -> None:
+    """Delete the `step_<S>` folders under `root` with S < `step` (other names are left alone)."""
     for d in root.glob("step_*"):
-        try:
-            s = int(d.name.split("_", 1)[1])
-        except ValueError:
-            continue
-        if s < step:
+        number = d.name[len("step_"):]
+        if number.isdigit() and int(number) < step:
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -101,10 +102,7 @@ def promote_best(checkpoints: Path, step: int, blocks: int, val_error: float) ->
         raise SedonaError(f"best weights of step {step} lack block(s) {missing}")
     atomic_write_json(checkpoints / BEST, {"step": int(step), "val_error": float(val_error), "blocks": blocks,
                                            "dir": str(folder.relative_to(checkpoints))})
-    for d in (checkpoints / CANDIDATES).glob("step_*"):
-        earlier = d.name[len("step_"):].isdigit() and int(d.name[len("step_"):]) < step
-        if earlier:
-            shutil.rmtree(d, ignore_errors=True)
+    _remove_steps_before(checkpoints / CANDIDATES, step)
 
 
 def drop_candidate(checkpoints: Path, step: int) -> None:

@@ -23,7 +23,7 @@ from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, block_na
 from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, open_store, use_interface
 from sedona_runtime.pipeline.rpc_channel import RpcSendChannel
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, start_rpc, stop_rpc
-from sedona_runtime.pipeline.torchrun_error import record_for_torchrun
+from sedona_runtime.pipeline.torchrun_error import record_for_torchrun, under_torchrun
 from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.pipeline.transport import Transport
 from sedona_runtime.utils.errors import SedonaError
@@ -217,9 +217,10 @@ class Stage:
             return self._fail(("error", block_name(self.index), f"{type(exc).__name__}: {short(exc)}"), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
-        if why is not None and why[0] == "error":
-            # On this block's own machine (torchrun across machines) the cause is said here too: on its
-            # stderr, and as the root cause of torchrun's report there.
+        if why is not None and why[0] == "error" and under_torchrun():
+            # The coordinator may run on another machine: the cause is said on this one too, on its
+            # stderr and as the root cause of torchrun's report here. (Self-launched blocks share the
+            # coordinator's terminal, which says it once.)
             line = f"error: {why[1]}: {why[2]}"
             log.error("%s", line)
             record_for_torchrun(line)
