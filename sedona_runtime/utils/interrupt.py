@@ -63,10 +63,13 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
     # because a handler call can come late (after a long C call) while the watcher reads at once.
     first_at = {"handler": None, "watcher": None}
     late = {"handler": 0, "watcher": 0}
+    count = {"handler": 0, "watcher": 0}
+    wakeup = {"on": False}  # the watcher reads the signals (set_wakeup_fd took)
 
     def seen(source: str) -> None:
         now = time.monotonic()
         with lock:
+            count[source] += 1
             if first_at[source] is None:
                 first_at[source] = now
             elif now - first_at[source] >= SAME_SIGNAL_S:
@@ -82,7 +85,13 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
 
     def handler(signum: int, frame: Any) -> None:
         seen("handler")
-        if late["handler"] or late["watcher"]:
+        # The watcher's clock is the true one (the first handler call may itself have come late); give
+        # it a moment to read the signal this call stands for, then decide.
+        deadline = time.monotonic() + 0.2
+        while wakeup["on"] and count["watcher"] < count["handler"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        caught_up = wakeup["on"] and count["watcher"] >= count["handler"]
+        if late["watcher"] or (not caught_up and late["handler"]):
             raise KeyboardInterrupt
         first(signum)
 
@@ -91,6 +100,7 @@ def deferred_stop(on_request: Callable[[StopRequest], None] | None = None) -> It
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        wakeup["on"] = True
     except ValueError:  # pragma: no cover - not the main thread of the main interpreter
         previous_fd = None
     done = threading.Event()
