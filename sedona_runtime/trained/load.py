@@ -40,16 +40,6 @@ def _read_json(path: Path) -> Any:
         raise SedonaError(f"cannot read {path}: {exc}") from None
 
 
-def _load(path: Path) -> Any:
-    import pickle
-    import zipfile
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise SedonaError(f"cannot read {path}: {exc}") from None
-
-
 def block_states(run_dir: Path, weights: str) -> tuple[list[dict], int, float | None, str]:
     """(each block's weights, their step, best.pt's val error or None, the weights actually used).
 
@@ -60,7 +50,7 @@ def block_states(run_dir: Path, weights: str) -> tuple[list[dict], int, float | 
     checkpoints/blocks/step_<S>/block<i>.pt).
     """
     from sedona_runtime.pipeline import checkpoints as pipeline_ckpt
-    from sedona_runtime.training.checkpoint import load_checkpoint
+    from sedona_runtime.training.checkpoint import load_checkpoint, safe_load
 
     if weights not in WEIGHTS:
         raise SedonaError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
@@ -70,7 +60,8 @@ def block_states(run_dir: Path, weights: str) -> tuple[list[dict], int, float | 
         states, step, val_error = pipeline_ckpt.best_weights(checkpoints)
         return [dict(s) for s in states], step, val_error, "best"
     if weights == "best" and best.is_file():
-        payload = _load(best)
+        # The safe loader (weights_only=True): a run directory from elsewhere must not run code here.
+        payload = safe_load(best, "best-weights file")
         if not isinstance(payload, dict) or "blocks" not in payload:
             raise SedonaError(f"{best} is not a sedona-runtime best-weights file")
         return list(payload["blocks"]), int(payload.get("step", 0)), payload.get("val_error"), "best"

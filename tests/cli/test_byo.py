@@ -54,7 +54,8 @@ def test_export_loads_in_one_call_with_the_reported_accuracy(user_run, tmp_path,
                 n += len(y)
         return 1.0 - misses / n  # as the run computes it (1 - top-1 error)
 
-    assert export_main([str(user_run), "--out", str(tmp_path / "last.pt"), "--weights", "last", "--heads"]) == 0
+    assert export_main([str(user_run), "--out", str(tmp_path / "last.pt"), "--weights", "last", "--format", "module",
+                        "--with-heads"]) == 0
     assert "wrote" in capsys.readouterr().out
     net = torch.load(tmp_path / "last.pt", weights_only=False)  # one call; no blocks, no config
     assert isinstance(net, torch.nn.Module) and not net.training
@@ -65,7 +66,7 @@ def test_export_loads_in_one_call_with_the_reported_accuracy(user_run, tmp_path,
     logits = net.head_logits(x)
     assert [z.shape for z in logits] == [(4, 4), (4, 4)] and torch.equal(logits[-1], net(x))
     # The best weights reproduce the best validation error the run reported.
-    assert export_main([str(user_run), "--out", str(tmp_path / "best.pt")]) == 0
+    assert export_main([str(user_run), "--out", str(tmp_path / "best.pt"), "--format", "module"]) == 0
     best = torch.load(tmp_path / "best.pt", weights_only=False)
     assert best.info["weights"] == "best" and best.info["step"] == summary["best_val_step"]
     assert 1.0 - accuracy(best, bundle.val) == summary["best_val_error"]

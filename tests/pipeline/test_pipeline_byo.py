@@ -49,7 +49,8 @@ def test_user_network_trains_in_the_pipeline(user_pkg, tmp_path, capsys):
     from sedona_runtime.cli.export import main as export_main
     from sedona_runtime.data import eval_batches
 
-    assert export_main([str(run_dir), "--weights", "last", "--out", str(tmp_path / "model.pt")]) == 0
+    assert export_main([str(run_dir), "--weights", "last", "--format", "module",
+                        "--out", str(tmp_path / "model.pt")]) == 0
     net = torch.load(tmp_path / "model.pt", weights_only=False)
     assert (net.info["step"], net.info["weights"]) == (STEPS, "last")
     from sedona_runtime.training.greedy import build_parts
