@@ -13,7 +13,8 @@ import torch
 from sedona_runtime.cli.train import main as train_main
 
 MODEL, DATA = "byo_user_pkg.nets:build", "byo_user_pkg.data:build"
-COMMON = ["--decoupling", "dgl:2", "--batch-size", "16", "--device", "cpu", "--plain"]
+# --workers 0: no DataLoader processes to start (each would import torch; the data is tiny).
+COMMON = ["--decoupling", "dgl:2", "--batch-size", "16", "--workers", "0", "--device", "cpu", "--plain"]
 
 
 def _train(out: Path, *argv: str) -> Path:
