@@ -31,15 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run directory (--out of train or launch/greedy.py)")
     p.add_argument("--out", required=True, help="the file to write (e.g. model.pt2); the JSON goes beside it")
     p.add_argument("--format", choices=tuple(FORMATS), default=DEFAULT_FORMAT,
-                   help=f"pt2 (default: torch.export with the normalization inside, loads without sedona_runtime), "
+                   help="pt2 (torch.export with the normalization inside; loads without sedona_runtime), "
                         "torchvision (torchvision's own state-dict keys, for torchvision ResNets/VGGs and resnet50/"
                         "101/152 at the ImageNet stem and width 1), state_dict (the layered network's keys) or "
                         f"module (a pickled nn.Module); default {DEFAULT_FORMAT}")
     p.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best validation weights (default; the last ones when the run has none) or the last weights")
-    p.add_argument("--with-heads", "--heads", dest="heads", action="store_true",
+    p.add_argument("--with-heads", dest="heads", action="store_true",
                    help="also keep every block's auxiliary head (pt2: the network returns every head's logits, "
-                        "the classifier's last; module: net.head_logits)")
+                        "the classifier's last; state_dict: aux_heads.* keys; module: net.head_logits)")
+    p.add_argument("--heads", dest="heads", action="store_true", help=argparse.SUPPRESS)  # its former name
     p.add_argument("--data-dir", help="read the normalization from the run's data set in this directory "
                                       "(when it has moved since training)")
     return p
