@@ -65,8 +65,9 @@ def _from_builtin_resnet(run: TrainedRun) -> dict[str, torch.Tensor]:
 
     m = run.cfg.model
     if m.arch not in DEPTHS:
-        raise SedonaError(f"--format torchvision: {m.arch} has no torchvision counterpart (it takes resnet50/101/152 "
-                          f"and --model torchvision.models:... networks); {_OTHERS}")
+        mlp = " (its classifier is the SEDONA release's MLP, not torchvision's)" if m.arch == "vgg19" else ""
+        raise SedonaError(f"--format torchvision: {m.arch} has no torchvision counterpart{mlp}; it takes resnet50/"
+                          f"101/152 and --model torchvision.models:... networks; {_OTHERS}")
     why = [f"its stem is {m.stem!r}, torchvision's is 'imagenet' (7x7 stride-2 convolution and max-pool)"
            if m.stem != "imagenet" else "",
            f"its width is {m.width}, torchvision's is 1" if m.width not in (None, 1, 1.0) else "",
