@@ -80,16 +80,18 @@ def _bundle(trained):
     return build_data(trained.cfg.data)
 
 
-def test_torchvision_format_loads_into_torchvision_without_sedona_runtime(torchvision_run, tmp_path):
+def test_torchvision_and_pt2_of_a_resnet_load_without_sedona_runtime(torchvision_run, tmp_path):
     raw, x, trained = reference(torchvision_run, weights="last")
     logits = logits_of(trained, x)
     meta = _export(torchvision_run, tmp_path / "tv.pt", "--format", "torchvision", "--weights", "last")
     assert meta["torchvision_builder"] == "torchvision.models.resnet18" and meta["classes"] is None
     assert set(torch.load(tmp_path / "tv.pt", weights_only=True)) == set(
         __import__("torchvision").models.resnet18(num_classes=4).state_dict())  # torchvision's own keys
+    _export(torchvision_run, tmp_path / "tv.pt2", "--weights", "last")  # pt2 of a ResNet, in the same Python
     torch.save(raw, tmp_path / "raw.pt")
-    run_without_package(TORCHVISION, tmp_path)
+    run_without_package(TORCHVISION + PT2.format(f="tv.pt2"), tmp_path)
     assert torch.equal(torch.load(tmp_path / "tv.logits"), logits[-1])
+    assert torch.equal(torch.load(tmp_path / "tv.pt2.logits")["all"], logits[-1])
 
 
 def test_state_dict_format_loads_into_the_users_own_network(user_run, tmp_path):
