@@ -15,8 +15,9 @@ class ExportedNet(LayeredNet):
     layer `aux_after[j]`).
 
     `info` describes the input and the run it came from: "input_shape" (C, H, W), "mean"/"std" (per
-    channel, None when unknown) and "scale" (255.0 for images stored as uint8), "num_classes", "arch",
-    "run", "weights" ("best" or "last"), "step". `preprocess` applies the training normalization.
+    channel; trained.export always sets them, it refuses a run whose data cannot be read) and "scale" (255.0
+    for images stored as uint8), "classes" (names or None), "num_classes", "arch", "run", "weights" ("best"
+    or "last"), "step". `preprocess` applies the training normalization. Every export format holds one.
     """
 
     def __init__(self, net: LayeredNet, aux_heads: Sequence[nn.Module] = (), aux_after: Sequence[int] = (),
