@@ -69,9 +69,13 @@ def _write_torchvision(run: TrainedRun, net: ExportedNet, record: dict, out: Pat
     return atomic_torch_save(out, state), f"load with {builder}(num_classes={run.cfg.model.num_classes})"
 
 
-def _write_state_dict(run: TrainedRun, net: ExportedNet, info: dict, out: Path) -> tuple[Path, str]:
-    # The LayeredNet's keys (layers.<i>..., classifier...), plus aux_heads.<j>... with --with-heads.
+def _write_state_dict(run: TrainedRun, net: ExportedNet, record: dict, out: Path) -> tuple[Path, str]:
+    from sedona_runtime.trained.torchvision_state import own_key_map
+
+    # The LayeredNet's keys (layers.<i>..., classifier...), plus aux_heads.<j>... with --with-heads; the JSON
+    # maps them to the keys of the module the user's callable returns (loadable without sedona_runtime).
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    record["own_keys"] = own_key_map(run)
     return atomic_torch_save(out, state), "keys of the layered network (layers.*, classifier.*)"
 
 

@@ -1,4 +1,5 @@
-"""The torchvision format: a trained network's weights under torchvision's own state-dict keys."""
+"""A trained network's weights under its own module's keys: torchvision's (the torchvision format), or those
+of the module a user's --model callable returns (the state_dict format's key map)."""
 from __future__ import annotations
 
 import torch
@@ -34,19 +35,45 @@ def _builder_name(spec: str) -> str:
     return f"torchvision.models.{name}" if module.startswith("torchvision.models") else spec
 
 
-def _from_user_callable(run: TrainedRun) -> dict[str, torch.Tensor]:
-    from sedona_runtime.models.torchvision_wrap import is_resnet, is_vgg
+def _rebuild(run: TrainedRun) -> tuple[object, nn.Module]:
+    """(what the run's --model callable returns, re-called on the meta device: no weights; its layered form,
+    which holds that very object's modules: models.wrap.to_layered)."""
     from sedona_runtime.models.wrap import to_layered
     from sedona_runtime.utils.imports import call_user, load_callable
 
     spec = run.cfg.model.arch
     fn = load_callable(spec, run.cfg.model.import_root, what="model")
-    with torch.device("meta"):  # structure only: every tensor is replaced by the trained one below
+    with torch.device("meta"):  # structure only: every tensor is replaced by the trained one
         raw = call_user(fn, spec, "model", num_classes=run.cfg.model.num_classes)
+        layered = to_layered(raw, arch=spec)
+    return raw, layered
+
+
+def own_key_map(run: TrainedRun) -> dict[str, str] | None:
+    """{layered key: the same tensor's key in the module the run's --model callable returns}, for users who
+    load the state_dict format into their own `build(num_classes=N)` without sedona_runtime; None for a
+    built-in network, or a callable that returns a list or a LayeredNet (its keys are the layered ones)."""
+    from sedona_runtime.models.layered import LayeredNet
+    from sedona_runtime.utils.imports import is_import_path
+
+    if not is_import_path(run.cfg.model.arch):
+        return None
+    raw, layered = _rebuild(run)
+    if not isinstance(raw, nn.Module) or isinstance(raw, LayeredNet):
+        return None
+    own = {id(v): k for k, v in raw.state_dict(keep_vars=True).items()}
+    mapping = {k: own.get(id(v)) for k, v in layered.state_dict(keep_vars=True).items()}
+    return mapping if all(mapping.values()) and len(mapping) == len(own) else None
+
+
+def _from_user_callable(run: TrainedRun) -> dict[str, torch.Tensor]:
+    from sedona_runtime.models.torchvision_wrap import is_resnet, is_vgg
+
+    spec = run.cfg.model.arch
+    raw, layered = _rebuild(run)
     if not isinstance(raw, nn.Module) or not (is_resnet(raw) or is_vgg(raw)):
         raise SedonaError(f"--format torchvision: {spec} builds a {type(raw).__name__}, not a torchvision ResNet "
                           f"or VGG; {_OTHERS}")
-    layered = to_layered(raw, arch=spec)  # holds `raw`'s own modules
     try:
         layered.load_state_dict(run.model.state_dict(), strict=True, assign=True)
     except RuntimeError as exc:

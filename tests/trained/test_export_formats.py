@@ -94,7 +94,7 @@ def test_torchvision_and_pt2_of_a_resnet_load_without_sedona_runtime(torchvision
     assert torch.equal(torch.load(tmp_path / "tv.pt2.logits")["all"], logits[-1])
 
 
-def test_state_dict_format_loads_into_the_users_own_network(user_run, tmp_path):
+def test_state_dict_format_loads_into_the_layered_and_the_users_own_network(user_run, tmp_path):
     from byo_user_pkg.nets import build
 
     from sedona_runtime.models import to_layered
@@ -108,6 +108,12 @@ def test_state_dict_format_loads_into_the_users_own_network(user_run, tmp_path):
     mean, std = torch.tensor(meta["mean"]).view(1, -1, 1, 1), torch.tensor(meta["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
         assert torch.equal(net((raw.float() / meta["scale"] - mean) / std), logits[-1])
+    # Without sedona_runtime: the JSON maps the keys to those of the user's own nn.Sequential.
+    own = build(num_classes=meta["num_classes"])
+    own.load_state_dict({meta["own_keys"][k]: v for k, v in torch.load(tmp_path / "w.pt", weights_only=True).items()})
+    own.eval()
+    with torch.no_grad():
+        assert torch.equal(own((raw.float() / meta["scale"] - mean) / std), logits[-1])
     heads = _export(user_run, tmp_path / "h.pt", "--format", "state_dict", "--with-heads")
     keys = set(torch.load(tmp_path / "h.pt", weights_only=True))
     assert heads["heads_after_layers"] == [2] and keys - set(net.state_dict()) and all(
