@@ -95,7 +95,8 @@ def export_run(run: TrainedRun, out: str | os.PathLike, *, fmt: str = DEFAULT_FO
     before anything is written.
 
     Raises SedonaError, one line, for an unknown format, data that cannot be read, a network the format
-    cannot hold (with the formats that can), or a write that fails; a failed export writes no file.
+    cannot hold (with the formats that can), or a write that fails; every check runs before the network file
+    is written (atomically), the JSON after it.
     """
     if fmt not in FORMATS:
         raise SedonaError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
