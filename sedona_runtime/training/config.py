@@ -127,15 +127,17 @@ def embedded_defaults(model: ModelConfig, data: DataConfig) -> tuple[ModelConfig
 
 
 def _smallest_input(model: ModelConfig) -> int:
-    """The smallest of EMBEDDED_SIZES the network runs on (built on the meta device: shapes only)."""
+    """The smallest of EMBEDDED_SIZES the whole network runs on, classifier included (VGG-19's last pooling
+    is in its classifier); built on the meta device: shapes only."""
     import torch
 
-    from sedona_runtime.models import build_model, layer_output_shapes
+    from sedona_runtime.models import build_model
+    from sedona_runtime.models.layered import check_output
 
     for size in EMBEDDED_SIZES:
         try:
             with torch.device("meta"):
-                layer_output_shapes(build_model(dataclasses.replace(model, num_classes=10)), (3, size, size))
+                check_output(build_model(dataclasses.replace(model, num_classes=10)), (3, size, size), 10)
             return size
         except (SedonaError, RuntimeError, ValueError):
             continue

@@ -1,7 +1,6 @@
 """The single-process greedy block-wise trainer: the reference every other execution mode is checked against."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import logging
@@ -66,32 +65,15 @@ def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
     if data_cfg.is_user:  # the images are taken as they are: the config records their size
         data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
     cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
-    torch.manual_seed(cfg.seed)
     return _build_network(cfg, model_cfg, bundle, device, meta)
 
 
 def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device, meta: bool) -> RunParts:
-    """The model (checked against the data when it is a user's), its decoupling and its blocks. With `meta`
-    only the modules are built on the meta device: the decoupling is resolved from real numbers (a
-    `sedona:K` cut is discretized from the shipped alpha/beta)."""
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model, list_models
-    from sedona_runtime.models.layered import check_output
+    """The network of `cfg` for the data's input shape (training.build.build_network, as every block builds it)."""
+    from sedona_runtime.training.build import build_network
 
-    def modules():
-        return torch.device("meta") if meta else contextlib.nullcontext()
-
-    with modules():
-        model = build_model(model_cfg)
-        if model_cfg.arch not in list_models():  # a user's network: check that it fits the data first
-            with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
-                check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
-    dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
-    with modules():
-        spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes,
-                               head_width_for(model_cfg.stem))
-        blocks = build_blocks(model, dec, spec_fn)
-    return RunParts(cfg, bundle, model, dec, blocks, device)
+    net = build_network(cfg, tuple(bundle.input_shape), meta=meta)
+    return RunParts(cfg, bundle, net.model, net.decoupling, net.blocks, device)
 
 
 def make_stream(parts: RunParts):
