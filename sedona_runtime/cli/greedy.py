@@ -90,7 +90,12 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
 
         if args.out is None:
             raise SedonaError("--resume needs --out (the run directory to continue)")
-        saved = RunDir(args.out).read_config().get("pipeline", {})
+        config = RunDir(args.out).read_config()
+        if not isinstance(config.get("pipeline"), dict):
+            raise SedonaError(f"cannot resume {args.out} with launch/greedy.py: it is a single-process run (its "
+                              f"config.json has no pipeline settings); continue it with python -m "
+                              f"sedona_runtime.train --resume --out {args.out}")
+        saved = config["pipeline"]
         args.blocks = saved.get("blocks") if args.blocks is None else args.blocks
     else:
         missing = [o for o, v in (("--blocks", args.blocks), ("--decoupling", args.decoupling)) if v is None]

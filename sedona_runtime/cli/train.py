@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     elif args.epochs is not None:
         cfg.steps = None
     resolve_import_paths(cfg.model, cfg.data)
+    cfg.out_dir = os.path.abspath(cfg.out_dir)  # recorded: means the same from any directory
     return cfg
 
 

@@ -107,11 +107,26 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
 def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
     """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
     output directory, device and log interval may change."""
-    a, b = flatten(saved), flatten(current)
+    a, b = _absolute(flatten(saved)), _absolute(flatten(current))
     differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
     if differ:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in differ[:4])
         raise SedonaError(f"cannot resume {run.path}: the config differs from its config.json: {shown}")
+
+
+def _absolute(flat: dict) -> dict:
+    """Recorded paths made absolute (runs recorded before paths were resolved once hold them as typed)."""
+    import os
+
+    from sedona_runtime.utils.imports import absolute_spec
+
+    out = dict(flat)
+    for key in ("model.arch", "data.dataset"):
+        if isinstance(out.get(key), str):
+            out[key] = absolute_spec(out[key])
+    if isinstance(out.get("data.data_dir"), str):
+        out["data.data_dir"] = os.path.abspath(out["data.data_dir"])
+    return out
 
 
 class GreedyTrainer:

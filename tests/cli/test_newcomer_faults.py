@@ -1,0 +1,127 @@
+"""The faults a newcomer hit (issue 20), each found again: one clear line instead of a traceback or a silent
+wrong result, and recorded paths that mean the same from any directory."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sedona_runtime.cli.train import main as train_main
+
+TINY = ["--dataset", "digits", "--image-size", "8", "--width", "0.25", "--steps", "3", "--batch-size", "16",
+        "--device", "cpu", "--eval-interval", "0", "--plain"]
+
+
+def _one_line(capsys, rc: int, *words: str) -> str:
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+@pytest.fixture
+def single_run(tmp_path):
+    """A finished 3-step single-process run."""
+    out = tmp_path / "single"
+    assert train_main(TINY + ["--decoupling", "dgl:2", "--out", str(out)]) == 0
+    return out
+
+
+# -- fault 4: VGG-19 on the embedded data ------------------------------------------------------------
+def test_vgg19_on_the_embedded_digits_gets_an_input_its_whole_network_accepts():
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+
+    cfg = TrainConfig(decoupling="vgg19_k2")
+    cfg.model.arch = "vgg19"
+    # Its fifth pooling is in the classifier: 16x16 passes the layers but not the classifier.
+    assert resolve_defaults(cfg).data.image_size == 32
+
+
+def test_an_input_too_small_for_the_classifier_is_one_line_and_leaves_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "vgg"
+    rc = train_main(["--arch", "vgg19", "--decoupling", "vgg19_k2", "--image-size", "16", "--steps", "1",
+                     "--device", "cpu", "--plain", "--out", str(out)])
+    _one_line(capsys, rc, "vgg19", "classifier", "--image-size")
+    assert not out.exists()
+
+
+# -- fault 5: resuming with the other kind of command ------------------------------------------------
+def test_pipeline_resume_of_a_single_process_run_names_the_trainer(single_run, capsys):
+    from sedona_runtime.cli.greedy import main as greedy_main
+
+    (single_run / "summary.json").unlink()  # a stopped run
+    _one_line(capsys, greedy_main(["--resume", "--out", str(single_run)]), "single-process run",
+              f"python -m sedona_runtime.train --resume --out {single_run}")
+
+
+def _as_pipeline_run(run, tmp_path):
+    """`run`'s directory turned into what a stopped pipeline run leaves (its files, no single-process ones)."""
+    config = json.loads((run / "config.json").read_text())
+    config["pipeline"] = {"blocks": 2, "transport": "rpc"}
+    (run / "config.json").write_text(json.dumps(config))
+    ck = run / "checkpoints"
+    for name in ("last.pt", "best.pt"):
+        (ck / name).unlink(missing_ok=True)
+    (run / "summary.json").unlink(missing_ok=True)
+    (ck / "pipeline.json").write_text(json.dumps({"step": 3, "blocks": 2}))
+    (ck / "best.json").write_text(json.dumps({"step": 3}))
+    for sub in ("blocks/step_00000003", "eval_weights/step_00000003"):
+        (ck / sub).mkdir(parents=True)
+        (ck / sub / "block1.pt").write_bytes(b"x")
+
+
+def test_trainer_resume_of_a_pipeline_run_names_the_pipeline(single_run, tmp_path, capsys):
+    _as_pipeline_run(single_run, tmp_path)
+    _one_line(capsys, train_main(["--resume", "--out", str(single_run), "--plain"]), "is a pipeline run",
+              f"launch/greedy.py --resume --out {single_run}")
+
+
+# -- fault 7: --overwrite of a former pipeline run by the trainer --------------------------------------
+def test_trainer_overwrite_of_a_pipeline_run_removes_its_files(single_run, tmp_path, capsys):
+    _as_pipeline_run(single_run, tmp_path)
+    assert train_main(TINY + ["--decoupling", "dgl:2", "--out", str(single_run), "--overwrite"]) == 0
+    ck = single_run / "checkpoints"
+    assert not any((ck / n).exists() for n in ("pipeline.json", "best.json", "blocks", "eval_weights"))
+    assert (ck / "last.pt").is_file()
+
+
+# -- fault 2: relative paths, recorded absolute -------------------------------------------------------
+NETS = '''from torch import nn
+
+
+def build(num_classes):
+    return nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+                         nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+'''
+
+
+def test_relative_paths_are_recorded_absolute_and_work_from_another_directory(tmp_path, monkeypatch, capsys):
+    from sedona_runtime.cli.evaluate import main as evaluate_main
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "nets").mkdir(parents=True)
+    elsewhere.mkdir()
+    (project / "nets" / "issue20_relative_nets.py").write_text(NETS)
+    monkeypatch.chdir(project)
+    tiny = [a for a in TINY if a not in ("--width", "0.25")]  # a user's net is taken as it is
+    assert train_main(tiny + ["--model", "nets/issue20_relative_nets.py:build", "--decoupling", "dgl:2",
+                              "--out", "runs/rel"]) == 0
+    run = project / "runs" / "rel"
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert train["model"]["arch"] == f"{project / 'nets' / 'issue20_relative_nets.py'}:build"
+    assert train["out_dir"] == str(run)
+    capsys.readouterr()
+    monkeypatch.chdir(elsewhere)  # evaluate (and resume, export) from another directory rebuild the same net
+    assert evaluate_main([str(run), "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["samples"] > 0
+
+
+def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
+    from sedona_runtime.cli.train import _parser, build_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(_parser().parse_args(["--dataset", "cifar10", "--data-dir", "data/cifar", "--out", "r"]))
+    assert cfg.data.data_dir == str(tmp_path / "data" / "cifar") and cfg.out_dir == str(tmp_path / "r")
