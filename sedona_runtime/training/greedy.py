@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,15 @@ class GreedyTrainer:
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
         self.lock: RunLock | None = None  # the run directory's, held from setup to the end of `run`
+        # The "stopping after step S" notice is said at once, from the signal watcher's thread (or a handler
+        # in the main thread): it names `_stop_after`, the step running or about to run, and the loop stops
+        # after the step it named (`_stop_named`). Both are read and written under `_stop_lock` (re-entrant:
+        # a handler may run inside the main thread's own critical section). It used to name self.step + 1
+        # read at any moment: a signal between the step counter's increment and the loop's stop check was
+        # announced for the next step while the loop stopped after the current one.
+        self._stop_lock = threading.RLock()
+        self._stop_after = 1
+        self._stop_named: int | None = None
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
@@ -223,6 +233,10 @@ class GreedyTrainer:
         batches = train_batches(stream, self.step, until, data_workers(self.parts))
         preprocess, device = stream.preprocess, self.runners[0].device
         while self.step < until:
+            with self._stop_lock:  # update first: a notice said in between names the step about to run
+                self._stop_after = self.step + 1
+                if self._stop_named is not None and self._stop_named <= self.step:
+                    return
             t0 = time.perf_counter()
             raw = next(batches)
             x, y = preprocess(raw, device), raw.y
@@ -254,8 +268,9 @@ class GreedyTrainer:
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
                 self.wall_s += time.perf_counter() - t1
-            if stop is not None and stop.is_set():
-                return
+            with self._stop_lock:  # a request whose notice is still to come names this step (_stop_after)
+                if stop is not None and stop.is_set():
+                    return
 
     def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
         """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary.
@@ -272,7 +287,8 @@ class GreedyTrainer:
                                         [network_line(self.cfg, parts.bundle.input_shape)]
                                         + [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
             until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-            with deferred_stop(lambda req: self.reporter.stopping(self.step + 1, req.name)) as stop:
+            self._stop_after = min(self.step + 1, until)
+            with deferred_stop(self._say_stopping) as stop:
                 try:
                     self.train_steps(make_stream(parts), until, stop)
                 except NonFiniteLossError as exc:
@@ -313,6 +329,12 @@ class GreedyTrainer:
                 self.lock = None
             self.reporter.close()
             self.run_dir.close()
+
+    def _say_stopping(self, request: StopRequest) -> None:
+        """The notice of a stop request (from the signal watcher's thread): the step the loop stops after."""
+        with self._stop_lock:
+            step = self._stop_named = self._stop_after
+        self.reporter.stopping(step, request.name)
 
     def _kept(self, what: str, how: str = "continue with --resume") -> str:
         """Which checkpoint survives a failure, and how to continue from it."""
