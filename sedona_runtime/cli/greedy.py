@@ -18,8 +18,8 @@ from rich.live import Live
 from rich.table import Table
 
 from sedona_runtime.cli._common import MODEL_HELP, OneLineParser, run_main, run_name, take_model_option
-from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, fmt_seconds, fmt_time,
-                                        memory_label, print_summary)
+from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, checking_line, fmt_seconds,
+                                        fmt_time, memory_label, print_summary, timestamp)
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
@@ -165,6 +165,9 @@ class PlainPipelineReporter(PipelineReporter):
     def note(self, line: str) -> None:
         self.lines.write(f"  {line}")
 
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.lines.write(f"{timestamp()} {checking_line(done, total, elapsed_s)}")
+
 
 _BLOCK_NAME = re.compile(r"^block (?P<i>\d+)/\d+ \(layers (?P<layers>[^,]+), (?P<head>.+)\)$")
 
@@ -216,6 +219,9 @@ class RichPipelineReporter(PipelineReporter):
 
     def note(self, line: str) -> None:
         self.console.print(f"  {line}", markup=False, highlight=False)
+
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.console.print(checking_line(done, total, elapsed_s), markup=False, highlight=False)
 
     def close(self) -> None:
         self.live.stop()

@@ -32,8 +32,12 @@ def stem_for_size(image_size: int) -> str:
     return "tiny_imagenet" if image_size <= 64 else "imagenet"
 
 
-def build_data(cfg: DataConfig) -> DataBundle:
-    """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation."""
+def build_data(cfg: DataConfig, *, check_images: bool = True, progress=None) -> DataBundle:
+    """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation.
+
+    An ImageFolder tree has every image file checked first unless `check_images` is False (see
+    data.image_check; `progress(done, total, elapsed_s)` hears about a long check).
+    """
     cfg.validate()
     if cfg.is_user:
         return _build_user(cfg)
@@ -56,6 +60,12 @@ def build_data(cfg: DataConfig) -> DataBundle:
         train, test = load_imagefolder(cfg.data_dir, size)
         kind = "tiny_imagenet" if size <= 64 else "imagenet"
         note = f"ImageFolder {cfg.data_dir}: {train.num_classes} classes at {size}x{size}"
+        if check_images:  # every file of every split, before training: a bad one is found now, not at the end
+            from sedona_runtime.data.image_check import check_images as check
+
+            paths = [p for p, _ in train.samples] + [p for p, _ in test.samples]
+            seconds = check(paths, f"ImageFolder {cfg.data_dir}", progress=progress)
+            note += f" ({len(paths):,} image files checked in {seconds:.1f} s)"
     else:
         from sedona_runtime.data.synthetic import synthetic_splits
 

@@ -161,7 +161,8 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     # directory (another live run holds it, a finished run asked to resume), data, decoupling, the
     # queues' memory, the port.
     run.check(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit)
-    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True)  # the coordinator holds no weights
+    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True,  # the coordinator holds no weights
+                        progress=reporter.checking_images if reporter is not None else None)
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")

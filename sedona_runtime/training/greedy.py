@@ -44,18 +44,19 @@ class RunParts:
     device: torch.device
 
 
-def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
+def build_parts(cfg: TrainConfig, *, meta: bool = False, progress=None) -> RunParts:
     """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
 
     `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
     `meta`: build the model and heads on the meta device (shapes, no weights, no memory): what the
-    pipeline's coordinator needs, which never runs the network.
+    pipeline's coordinator needs, which never runs the network. `progress(done, total, elapsed_s)`: the data's
+    image check (data.build_data), when it takes a while.
     """
     from sedona_runtime.data import build_data
     from sedona_runtime.training.config import resolve_epochs
 
     device = resolve_device(cfg.device)
-    bundle = build_data(cfg.data)
+    bundle = build_data(cfg.data, progress=progress)
     if cfg.batch_size > len(bundle.train):
         raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
                           f"samples after the validation split); pass a smaller --batch-size")
@@ -165,7 +166,7 @@ class GreedyTrainer:
         # Cheap output-directory checks first (fail fast, nothing created), then device, data and decoupling;
         # the directory is only created once all of them are valid, so a bad config leaves nothing behind.
         self.run_dir.check(resume=resume, overwrite=overwrite)
-        self.parts = parts = build_parts(self.cfg)
+        self.parts = parts = build_parts(self.cfg, progress=self.reporter.checking_images)
         self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
