@@ -134,3 +134,22 @@ def run_name(text: str) -> str:
         module, attr = text.split(":")
         text = f"{module.removesuffix('.py').replace('/', '.').split('.')[-1]}.{attr}"
     return text.replace("/", "_").replace(":", "")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_warning(threads: int | None, processes: int = 1) -> str | None:
+    """A one-line warning when `threads` torch threads in each of `processes` processes oversubscribe the
+    cores (100 threads on 2 cores ran 12x slower, silently); None when they fit or are the default (0)."""
+    cores = usable_cores()
+    if not threads or threads * processes <= cores:
+        return None
+    each = f" in each of {processes} processes" if processes > 1 else ""
+    return (f"warning: --threads {threads}{each} is more than the {cores} core{'s' if cores != 1 else ''} here: "
+            "the CPU kernels will wait on each other and run many times slower")
+

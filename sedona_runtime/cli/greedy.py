@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sedona_runtime.cli._common import MODEL_HELP, OneLineParser, run_main, run_name, take_model_option
+from sedona_runtime.cli._common import (MODEL_HELP, OneLineParser, run_main, run_name, take_model_option,
+                                        threads_warning)
 from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, checking_line, fmt_seconds,
                                         fmt_time, memory_label, print_summary, timestamp)
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
@@ -236,6 +237,10 @@ def run(argv: list[str] | None) -> int:
     console = Console(soft_wrap=True)  # long paths stay on one line in logs
     if rank != 0:
         return int(run_pipeline(pcfg))
+    # Said once, by the coordinator; self-launched blocks all share this machine's cores.
+    warning = threads_warning(pcfg.threads, pcfg.blocks if int(os.environ.get("WORLD_SIZE", "1")) == 1 else 1)
+    if warning:
+        print(warning, file=sys.stderr)
     reporter: PipelineReporter
     if console.is_terminal and not args.plain:
         reporter = RichPipelineReporter(console)

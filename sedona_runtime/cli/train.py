@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
-                                        resolve_import_paths, run_main, run_name, take_model_option)
+                                        resolve_import_paths, run_main, run_name, take_model_option,
+                                        threads_warning)
 from sedona_runtime.cli.display import PlainReporter, RichReporter, print_summary
 from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.training.display import Reporter
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="map a decoupling made for another architecture onto --arch (proportional cuts)")
     add_training_options(p)
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default, one per core); with --threads 1 here and in "
+                        "launch/greedy.py the two compute the same, bit for bit on CPU")
     p.add_argument("--seed", type=int, help="model init, data split and batch order (default 0)")
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -123,7 +127,16 @@ def run(argv: list[str] | None) -> int:
     from sedona_runtime.training.greedy import train
 
     args = _parser().parse_args(argv)
+    if args.threads < 0:
+        raise SedonaError(f"--threads must be >= 0, got {args.threads}")
     cfg = build_config(args)
+    warning = threads_warning(args.threads)
+    if warning:
+        print(warning, file=sys.stderr)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     console = Console(soft_wrap=True)  # long paths stay on one line in logs
     reporter: Reporter
     if console.is_terminal and not args.plain:

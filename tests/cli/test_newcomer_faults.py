@@ -125,3 +125,22 @@ def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = build_config(_parser().parse_args(["--dataset", "cifar10", "--data-dir", "data/cifar", "--out", "r"]))
     assert cfg.data.data_dir == str(tmp_path / "data" / "cifar") and cfg.out_dir == str(tmp_path / "r")
+
+
+# -- faults 7 and 8: threads ------------------------------------------------------------------------------
+def test_the_trainer_takes_threads_and_warns_once_when_they_exceed_the_cores(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from sedona_runtime.cli import _common
+
+    monkeypatch.setattr(_common, "usable_cores", lambda: 1)
+    threads = torch.get_num_threads()
+    try:
+        assert train_main(TINY + ["--threads", "2", "--decoupling", "dgl:2", "--out", str(tmp_path / "t")]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert err.count("warning: --threads 2 is more than the 1 core here") == 1, err
+    assert _common.threads_warning(2, processes=3).startswith("warning: --threads 2 in each of 3 processes")
+    assert _common.threads_warning(0) is None and _common.threads_warning(1) is None
