@@ -182,6 +182,10 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
             if pcfg.resume:
                 record = ckpt.committed(run.checkpoints)
                 _check_resume(run, resolved)
+                # The settings a resume may change (transport, devices, ...) are recorded as this run uses them.
+                saved = run.read_config()
+                run.write_config({**saved, "pipeline": {**resolved["pipeline"],
+                                                        "resume": saved.get("pipeline", {}).get("resume", False)}})
             else:
                 record = None
                 ckpt.remove_all(run.checkpoints)  # a replaced (--overwrite) pipeline run's checkpoints
