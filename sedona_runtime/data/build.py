@@ -23,6 +23,8 @@ class DataBundle:
     stem: str  # "cifar" | "tiny_imagenet" | "imagenet": the model stem that fits these images
     note: str  # one line for the user, e.g. that the embedded default is in use
     augment: Augment | None = None  # training augmentation (None when cfg.augment is False)
+    class_names: list[str] | None = None  # label i's name where the data names them (ImageFolder: its folders);
+                                          # recorded in config.json, checked by `evaluate` on other data
 
 
 def stem_for_size(image_size: int) -> str:
@@ -72,6 +74,7 @@ def build_data(cfg: DataConfig, *, check_images: bool = True, progress=None) -> 
         train, test = synthetic_splits(cfg.synthetic_size, cfg.synthetic_classes, size)
         kind = stem_for_size(size)
         note = f"synthetic: {cfg.synthetic_classes} classes at {size}x{size}x3 (for tests and speed benchmarks)"
+    class_names = list(train.classes) if isinstance(getattr(train, "classes", None), list) else None
     train, val = split_dataset(train, cfg.val_fraction, "validation", cfg.seed)
     note += f"; {len(train)} train / {len(val) if val is not None else 0} val / {len(test)} test"
     log.info("data: %s", note)
@@ -84,6 +87,7 @@ def build_data(cfg: DataConfig, *, check_images: bool = True, progress=None) -> 
         stem=stem_for_size(size),
         note=note,
         augment=make_augment(kind, size) if cfg.augment else None,
+        class_names=class_names,
     )
 
 

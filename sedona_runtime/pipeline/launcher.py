@@ -169,6 +169,7 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     queue_budget.check(parts, pcfg.queue_depth, pcfg.window, parts.cfg.batch_size)
     resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
                 "data_note": getattr(parts.bundle, "note", ""),
+                "classes": getattr(parts.bundle, "class_names", None),
                 "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
     listener = None
     if mode == "spawn":  # one machine: everything listens on loopback only

@@ -171,7 +171,8 @@ class GreedyTrainer:
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
         resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
-                    "data_note": getattr(parts.bundle, "note", "")}
+                    "data_note": getattr(parts.bundle, "note", ""),
+                    "classes": getattr(parts.bundle, "class_names", None)}
         if resume:
             check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))

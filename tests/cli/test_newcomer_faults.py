@@ -144,3 +144,31 @@ def test_the_trainer_takes_threads_and_warns_once_when_they_exceed_the_cores(tmp
     assert err.count("warning: --threads 2 is more than the 1 core here") == 1, err
     assert _common.threads_warning(2, processes=3).startswith("warning: --threads 2 in each of 3 processes")
     assert _common.threads_warning(0) is None and _common.threads_warning(1) is None
+
+
+# -- fault 7: class names ---------------------------------------------------------------------------------
+def _tree(root, classes):
+    from PIL import Image
+
+    for split, n in (("train", 6), ("val", 2)):
+        for c, name in enumerate(classes):
+            for i in range(n):
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (8, 8), (120 * c, 20 * i, 60)).save(root / split / name / f"{i}.png")
+
+
+def test_class_names_are_recorded_and_evaluate_refuses_other_classes(tmp_path, capsys):
+    from sedona_runtime.cli.evaluate import main as evaluate_main
+
+    _tree(tmp_path / "pets", ["cat", "dog"])
+    _tree(tmp_path / "bugs", ["ant", "bee"])  # as many classes, other names: used to be scored silently
+    run = tmp_path / "run"
+    args = ["--dataset", "imagefolder", "--data-dir", str(tmp_path / "pets"), "--image-size", "8", "--width", "0.25",
+            "--steps", "2", "--batch-size", "4", "--eval-interval", "0", "--device", "cpu", "--plain", "--workers", "0"]
+    assert train_main(args + ["--decoupling", "dgl:2", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["classes"] == ["cat", "dog"]
+    capsys.readouterr()
+    assert evaluate_main([str(run), "--json"]) == 0
+    capsys.readouterr()
+    _one_line(capsys, evaluate_main([str(run), "--data-dir", str(tmp_path / "bugs")]),
+              "not the ones", "it lacks cat, dog", "it has ant, bee")
