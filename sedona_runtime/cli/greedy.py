@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
     add_training_options(p)
-    p.add_argument("--dtype", choices=("float32", "float64"))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--dtype", choices=("float32", "float64"), help="training dtype (default float32)")
+    p.add_argument("--seed", type=int, help="model init, data split and batch order (default 0)")
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")

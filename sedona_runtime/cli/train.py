@@ -24,9 +24,10 @@ def _parser() -> argparse.ArgumentParser:
                      description="Train a network block by block (each block with its own local loss) in one "
                                  "process; K = 1 is end-to-end backprop. Unset options take the data set's "
                                  "defaults (paper Appendix E.2).")
-    p.add_argument("--arch", help="architecture (small, small_resnet, vgg19, resnet50, resnet101, resnet152)")
+    p.add_argument("--arch", help="architecture: small (default), small_resnet, vgg19, resnet50, resnet101, resnet152")
     p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--decoupling", help="backprop, dgl:K, predsim:K, sedona:K, a shipped name or a decoupling file")
+    p.add_argument("--decoupling", help="backprop (default), dgl:K, predsim:K, sedona:K, a shipped name or a "
+                                        "decoupling file")
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch (proportional cuts)")
     add_training_options(p)
@@ -52,18 +53,29 @@ def add_training_options(p: argparse.ArgumentParser, *,
                                       "function as data_dir=)")
     p.add_argument("--image-size", type=int, help=image_size)
     p.add_argument("--width", type=float, help=width)
-    p.add_argument("--steps", type=int, help="training iterations")
+    p.add_argument("--steps", type=int, help="training iterations (default: the data set's: digits 400, synthetic "
+                                              "50, CIFAR 64,000, Tiny-ImageNet 30,000, ImageNet 600,000)")
     p.add_argument("--epochs", type=int, help="instead of --steps: passes over the training set (full batches)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="initial learning rate (cosine-decayed to --final-lr)")
-    p.add_argument("--final-lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--optimizer", choices=("sgd", "adam"))
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end)")
-    p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: digits 64, synthetic 32, CIFAR "
+                                                   "128, Tiny-ImageNet/ImageNet 256)")
+    p.add_argument("--val-fraction", type=float, help="share of the training set held out for validation when "
+                                                       "the data has no validation split (default 0.1; 0: none)")
+    p.add_argument("--lr", type=float, help="initial learning rate, cosine-decayed to --final-lr (default: digits "
+                                            "0.05, CIFAR/Tiny-ImageNet/ImageNet 0.1; paper App. E.2)")
+    p.add_argument("--final-lr", type=float, help="learning rate at the last step (default: the data set's, "
+                                                  "0.0005 on digits, 0.001 on CIFAR; at most --lr)")
+    p.add_argument("--weight-decay", type=float, help="default: the data set's (digits 5e-4, CIFAR 1e-4; paper "
+                                                      "App. E.2)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="default sgd (momentum 0.9); adam for PredSim "
+                                                                "at Tiny-ImageNet")
+    p.add_argument("--label-smoothing", type=float, help="default 0.1, 0 for PredSim (paper App. E.2)")
+    p.add_argument("--eval-interval", type=int, help="validate every N steps (0: only at the end; default "
+                                                     "steps / 10)")
+    p.add_argument("--checkpoint-interval", type=int, help="checkpoint every N steps (0: only at the end; "
+                                                           "default steps / 4)")
     p.add_argument("--eval-batch-size", type=int, help="batch size of validation and test (default 256)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                   help="no training augmentation (default: the data set's crop and flip)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes that decode batches ahead (default: "
                                                 "0 for in-memory data sets, half the cores for ImageFolder and "
                                                 "data set functions); batches stay a function of (seed, step)")
@@ -76,7 +88,7 @@ def add_training_options(p: argparse.ArgumentParser, *,
 _FIELDS = {
     "arch": ("model", "arch"), "width": ("model", "width"), "dataset": ("data", "dataset"),
     "data_dir": ("data", "data_dir"), "image_size": ("data", "image_size"), "augment": ("data", "augment"),
-    "workers": ("data", "workers"),
+    "workers": ("data", "workers"), "val_fraction": ("data", "val_fraction"),
     "decoupling": (None, "decoupling"), "retarget": (None, "retarget"), "steps": (None, "steps"),
     "epochs": (None, "epochs"), "tensorboard": (None, "tensorboard"),
     "batch_size": (None, "batch_size"), "lr": (None, "lr"), "final_lr": (None, "final_lr"),

@@ -172,3 +172,40 @@ def test_class_names_are_recorded_and_evaluate_refuses_other_classes(tmp_path, c
     capsys.readouterr()
     _one_line(capsys, evaluate_main([str(run), "--data-dir", str(tmp_path / "bugs")]),
               "not the ones", "it lacks cat, dog", "it has ant, bee")
+
+
+# -- fault 7: --help states the defaults; --val-fraction exists where the README says --------------------------
+def _helps(parser) -> dict[str, str]:
+    return {a.option_strings[-1]: a.help or "" for a in parser._actions if a.option_strings}
+
+
+def test_help_states_the_defaults_of_train_and_the_pipeline():
+    from sedona_runtime.cli import greedy, train
+
+    for parser in (train._parser(), greedy._parser()):
+        helps = _helps(parser)
+        for option in ("--steps", "--batch-size", "--lr", "--final-lr", "--weight-decay", "--optimizer",
+                       "--label-smoothing", "--eval-interval", "--checkpoint-interval", "--seed", "--val-fraction",
+                       "--threads", "--arch", "--decoupling", "--out", "--image-size", "--width", "--workers"):
+            assert "default" in helps[option] or "required" in helps[option], (parser.prog, option, helps[option])
+    assert "--val-fraction" in _helps(train._parser())
+
+
+def test_val_fraction_reaches_the_config(tmp_path):
+    from sedona_runtime.cli.train import _parser, build_config
+
+    cfg = build_config(_parser().parse_args(["--val-fraction", "0.25", "--out", str(tmp_path / "r")]))
+    assert cfg.data.val_fraction == 0.25
+
+
+def test_speedup_help_states_every_default():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "speedup.py"
+    text = " ".join(subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                                   timeout=120, check=True).stdout.split())
+    for option in ("--arch", "--width", "--image-size", "--batch-size", "--blocks", "--warmup", "--steps",
+                   "--repeats", "--queue-depth", "--transport", "--device", "--out"):
+        assert option in text and text.split(option, 2)[-1].split("--", 1)[0].count("(default:") == 1, option
