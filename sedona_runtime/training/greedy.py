@@ -158,6 +158,7 @@ class GreedyTrainer:
         self._stop_lock = threading.RLock()
         self._stop_after = 1
         self._stop_named: int | None = None
+        self._test_decoded = False  # the test split was decoded once (at the first validation)
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
@@ -205,6 +206,7 @@ class GreedyTrainer:
 
     def validate(self) -> float | None:
         """Validation top-1 error; saves the weights to checkpoints/best.pt when it is the best so far."""
+        self._decode_test_once()
         val = self.parts.bundle.val
         if val is None or len(val) == 0:
             return None
@@ -219,6 +221,19 @@ class GreedyTrainer:
                                                           "blocks": [b.state_dict() for b in self.parts.blocks]})
         self.reporter.validated(self.step, err, self.best_val)
         return err
+
+    def _decode_test_once(self) -> None:
+        """At the first validation, decode every test image of a data set that decodes files (ImageFolder, a
+        user's): a file the header check passed but that does not decode is found now, not after training."""
+        from sedona_runtime.data.feeder import decodes, eval_batches_raw
+
+        test = self.parts.bundle.test
+        if self._test_decoded or test is None or len(test) == 0 or not decodes(test):
+            return
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws its workers' seed: leave training's RNG be
+            for _ in eval_batches_raw(test, self.cfg.eval_batch_size, data_workers(self.parts)):
+                pass
+        self._test_decoded = True
 
     # -- the loop -------------------------------------------------------------------------------------
     def train_steps(self, stream, until: int, stop: StopRequest | None = None) -> None:

@@ -83,3 +83,23 @@ def test_a_bad_file_inside_a_dataloader_worker_is_one_line_naming_it(tmp_path):
         list(_one_line_errors(worker_batches()))
     msg = str(info.value)
     assert msg.startswith(f"{bad}: cannot decode image") and "\n" not in msg and "worker" not in msg, msg
+
+
+def test_the_trainer_decodes_the_test_split_at_the_first_validation(tmp_path, monkeypatch):
+    # A file that passes the header check but does not decode is found at the first validation, not at the end.
+    from sedona_runtime.data import image_check as ic
+    from sedona_runtime.training.config import TrainConfig
+    from sedona_runtime.training.greedy import GreedyTrainer
+
+    write_imagefolder(tmp_path / "tree", per_class=6)
+    bad = tmp_path / "tree" / "val" / "bee" / "zz.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    monkeypatch.setattr(ic, "check_image", lambda path: None)  # as if the header check had passed it
+    cfg = TrainConfig(decoupling="dgl:2", steps=50, batch_size=4, eval_interval=1, checkpoint_interval=0,
+                      device="cpu", out_dir=str(tmp_path / "run"))
+    cfg.model.width, cfg.data = 0.25, DataConfig(dataset="imagefolder", data_dir=str(tmp_path / "tree"),
+                                                  image_size=8, workers=0, val_fraction=0.25)
+    trainer = GreedyTrainer(cfg)
+    with pytest.raises(SedonaError, match="cannot decode image"):
+        trainer.run()
+    assert trainer.step == 1  # stopped at the first validation, not after 50 steps
