@@ -237,8 +237,9 @@ def run(argv: list[str] | None) -> int:
     console = Console(soft_wrap=True)  # long paths stay on one line in logs
     if rank != 0:
         return int(run_pipeline(pcfg))
-    # Said once, by the coordinator; self-launched blocks all share this machine's cores.
-    warning = threads_warning(pcfg.threads, pcfg.blocks if int(os.environ.get("WORLD_SIZE", "1")) == 1 else 1)
+    # Said once, by the coordinator: threads per block above the cores (blocks sharing cores are placement's
+    # own note).
+    warning = threads_warning(pcfg.threads)
     if warning:
         print(warning, file=sys.stderr)
     reporter: PipelineReporter
