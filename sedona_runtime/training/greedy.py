@@ -19,8 +19,9 @@ from sedona_runtime.training.config import TrainConfig, resolve_defaults
 from sedona_runtime.training.display import Progress, Reporter, RunInfo, network_line
 from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
+from sedona_runtime.training.resume_check import check_resume_config
 from sedona_runtime.training.run_dir import RunDir
-from sedona_runtime.utils.config import flatten, to_dict
+from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import WriteError, atomic_torch_save, os_error_in
@@ -28,8 +29,6 @@ from sedona_runtime.utils.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
-# Fields that may differ between a run and its resumption without changing the computation.
-_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers")
 
 
 @dataclass
@@ -104,31 +103,6 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
                for raw in eval_batches_raw(dataset, parts.cfg.eval_batch_size, data_workers(parts)))
     return evaluate(parts.blocks, batches, first.device, first.dtype, amp=first.amp)
 
-
-
-def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
-    """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
-    output directory, device and log interval may change."""
-    a, b = _absolute(flatten(saved)), _absolute(flatten(current))
-    differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
-    if differ:
-        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in differ[:4])
-        raise SedonaError(f"cannot resume {run.path}: the config differs from its config.json: {shown}")
-
-
-def _absolute(flat: dict) -> dict:
-    """Recorded paths made absolute (runs recorded before paths were resolved once hold them as typed)."""
-    import os
-
-    from sedona_runtime.utils.imports import absolute_spec
-
-    out = dict(flat)
-    for key in ("model.arch", "data.dataset"):
-        if isinstance(out.get(key), str):
-            out[key] = absolute_spec(out[key])
-    if isinstance(out.get("data.data_dir"), str):
-        out["data.data_dir"] = os.path.abspath(out["data.data_dir"])
-    return out
 
 
 class GreedyTrainer:
