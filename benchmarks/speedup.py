@@ -35,27 +35,29 @@ from sedona_runtime.utils.io import atomic_write_json  # noqa: E402
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Every option states its default in --help (ArgumentDefaultsHelpFormatter shows it for options with help).
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = BenchConfig()
-    p.add_argument("--arch", default=d.arch)
-    p.add_argument("--width", type=float, default=d.width)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--arch", default=d.arch, help="architecture")
+    p.add_argument("--width", type=float, default=d.width, help="channel width multiplier")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="input resolution (square)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
     p.add_argument("--blocks", type=int, default=d.blocks, help="K: processes (one core set or GPU each)")
-    p.add_argument("--warmup", type=int, default=d.warmup)
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps before the timed ones")
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps per run")
-    p.add_argument("--repeats", type=int, default=d.repeats)
-    p.add_argument("--queue-depth", type=int, default=d.queue_depth)
+    p.add_argument("--repeats", type=int, default=d.repeats, help="runs per configuration (the median is reported)")
+    p.add_argument("--queue-depth", type=int, default=d.queue_depth, help="items a block's input queue holds")
     p.add_argument("--transport", default=d.transport,
                    help="the pipeline's activation transport(s), comma separated: rpc, p2p or rpc,p2p")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if _cuda() else "cpu")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if _cuda() else "cpu",
+                   help="where the blocks run (cuda when a GPU is visible)")
     p.add_argument("--decoupling", action="append", default=[],
                    help="a decoupling to measure (file, shipped name, dgl:K, ...); repeatable")
     p.add_argument("--no-defaults", action="store_true",
                    help="measure only the --decoupling ones (not planned, DGL and shipped SEDONA)")
     p.add_argument("--predict-only", action="store_true",
                    help="profile on one device and print the predicted K-device speedups, no pipeline runs")
-    p.add_argument("--out", default="bench_out/speedup")
+    p.add_argument("--out", default="bench_out/speedup", help="results folder")
     return p.parse_args(argv)
 
 

@@ -107,14 +107,23 @@ def take_model_option(args: argparse.Namespace) -> None:
 
 def resolve_import_paths(model_cfg: Any = None, data_cfg: Any = None) -> None:
     """Import the user network and data set function a config names by import path now (a bad path is one
-    clear line before anything runs) and record the sys.path entry other processes need (`import_root`)."""
-    from sedona_runtime.utils.imports import import_root, is_import_path, load_callable
+    clear line before anything runs) and record the sys.path entry other processes need (`import_root`).
+
+    Relative paths are made absolute once, here, so that what the run records means the same from any
+    directory (a resume, evaluate or export run elsewhere): a FILE.py:CALLABLE's file and the data directory.
+    """
+    import os
+
+    from sedona_runtime.utils.imports import absolute_spec, import_root, is_import_path, load_callable
 
     for cfg, field, what in ((model_cfg, "arch", "model"), (data_cfg, "dataset", "data set")):
         spec = getattr(cfg, field, None) if cfg is not None else None
         if spec is not None and is_import_path(spec):
             load_callable(spec, cfg.import_root, what=what)
             cfg.import_root = import_root(spec, what=what) or cfg.import_root
+            setattr(cfg, field, absolute_spec(spec))
+    if getattr(data_cfg, "data_dir", None):
+        data_cfg.data_dir = os.path.abspath(os.path.expanduser(data_cfg.data_dir))
 
 
 def run_name(text: str) -> str:
@@ -125,3 +134,22 @@ def run_name(text: str) -> str:
         module, attr = text.split(":")
         text = f"{module.removesuffix('.py').replace('/', '.').split('.')[-1]}.{attr}"
     return text.replace("/", "_").replace(":", "")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_warning(threads: int | None, processes: int = 1) -> str | None:
+    """A one-line warning when `threads` torch threads in each of `processes` processes oversubscribe the
+    cores (100 threads on 2 cores ran 12x slower, silently); None when they fit or are the default (0)."""
+    cores = usable_cores()
+    if not threads or threads * processes <= cores:
+        return None
+    each = f" in each of {processes} processes" if processes > 1 else ""
+    return (f"warning: --threads {threads}{each} is more than the {cores} core{'s' if cores != 1 else ''} here: "
+            "the CPU kernels will wait on each other and run many times slower")
+

@@ -41,6 +41,11 @@ def stopping_line(step: int, signal_name: str) -> str:
     what = "Ctrl-C" if signal_name == "SIGINT" else signal_name
     return (f"{what}: stopping after step {step} and saving a checkpoint there "
             f"(a second {what} stops at once, without saving)")
+def checking_line(done: int, total: int, elapsed_s: float) -> str:
+    """Progress of the image check before training: 'checking image files: 12,288/100,000 (12%), 4 s'."""
+    return f"checking image files: {done:,}/{total:,} ({done / max(1, total):.0%}), {fmt_time(elapsed_s)}"
+
+
 def fmt_seconds(seconds: float) -> str:
     """A duration in at most 6 characters: 9.9s, 123s, 2.8h."""
     if seconds < 100:
@@ -147,6 +152,9 @@ class PlainReporter(Reporter):
     def close(self) -> None:
         self.lines.stop()
 
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.lines.write(f"{timestamp()} {checking_line(done, total, elapsed_s)}")
+
     def stopping(self, step: int, signal_name: str) -> None:
         # Called from a signal handler: write directly, never through emit's lock (the interrupted main
         # thread may hold it).
@@ -184,6 +192,9 @@ class RichReporter(Reporter):
 
     def validated(self, step: int, val_error: float, best_error: float) -> None:
         self.val = f"  val {val_error:.1%} (best {best_error:.1%})"
+
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.console.print(checking_line(done, total, elapsed_s), markup=False, highlight=False)
 
     def stopping(self, step: int, signal_name: str) -> None:
         self.console.print(stopping_line(step, signal_name), markup=False, highlight=False)

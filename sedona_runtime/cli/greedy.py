@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sedona_runtime.cli._common import MODEL_HELP, OneLineParser, run_main, run_name, take_model_option
-from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, fmt_seconds, fmt_time,
-                                        memory_label, print_summary)
+from sedona_runtime.cli._common import (MODEL_HELP, OneLineParser, run_main, run_name, take_model_option,
+                                        threads_warning)
+from sedona_runtime.cli.display import (MAX_SILENCE_S, SHORT_MEMORY_LABELS, TimedLines, checking_line, fmt_seconds,
+                                        fmt_time, memory_label, print_summary, timestamp)
 from sedona_runtime.cli.train import add_training_options, build_config as train_config
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import PipelineReporter
@@ -43,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retarget", action="store_true", default=None,
                    help="map a decoupling made for another architecture onto --arch")
     add_training_options(p)
-    p.add_argument("--dtype", choices=("float32", "float64"))
-    p.add_argument("--seed", type=int)
+    p.add_argument("--dtype", choices=("float32", "float64"), help="training dtype (default float32)")
+    p.add_argument("--seed", type=int, help="model init, data split and batch order (default 0)")
     p.add_argument("--out", help="run directory (default runs/<dataset>_<arch>_<decoupling>_pipeline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
@@ -90,7 +91,12 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
 
         if args.out is None:
             raise SedonaError("--resume needs --out (the run directory to continue)")
-        saved = RunDir(args.out).read_config().get("pipeline", {})
+        config = RunDir(args.out).read_config()
+        if not isinstance(config.get("pipeline"), dict):
+            raise SedonaError(f"cannot resume {args.out} with launch/greedy.py: it is a single-process run (its "
+                              f"config.json has no pipeline settings); continue it with python -m "
+                              f"sedona_runtime.train --resume --out {args.out}")
+        saved = config["pipeline"]
         args.blocks = saved.get("blocks") if args.blocks is None else args.blocks
     else:
         missing = [o for o, v in (("--blocks", args.blocks), ("--decoupling", args.decoupling)) if v is None]
@@ -160,6 +166,9 @@ class PlainPipelineReporter(PipelineReporter):
     def note(self, line: str) -> None:
         self.lines.write(f"  {line}")
 
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.lines.write(f"{timestamp()} {checking_line(done, total, elapsed_s)}")
+
 
 _BLOCK_NAME = re.compile(r"^block (?P<i>\d+)/\d+ \(layers (?P<layers>[^,]+), (?P<head>.+)\)$")
 
@@ -212,6 +221,9 @@ class RichPipelineReporter(PipelineReporter):
     def note(self, line: str) -> None:
         self.console.print(f"  {line}", markup=False, highlight=False)
 
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        self.console.print(checking_line(done, total, elapsed_s), markup=False, highlight=False)
+
     def close(self) -> None:
         self.live.stop()
 
@@ -225,6 +237,11 @@ def run(argv: list[str] | None) -> int:
     console = Console(soft_wrap=True)  # long paths stay on one line in logs
     if rank != 0:
         return int(run_pipeline(pcfg))
+    # Said once, by the coordinator: threads per block above the cores (blocks sharing cores are placement's
+    # own note).
+    warning = threads_warning(pcfg.threads)
+    if warning:
+        print(warning, file=sys.stderr)
     reporter: PipelineReporter
     if console.is_terminal and not args.plain:
         reporter = RichPipelineReporter(console)

@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--dataset", default="cifar10", help=f"picks stem, input size and classes: {', '.join(PRESETS)}")
     p.add_argument("--image-size", type=int, help="override the dataset's input size (square images)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument("--width", type=float, default=None,
+                   help="channel width multiplier (default: 0.25 on the embedded digits, as training uses; else 1.0)")
     p.add_argument("--num-classes", type=int, default=None, help="override the dataset's class count")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
@@ -68,14 +69,24 @@ def run(argv: list[str] | None) -> int:
                           "a network by import path goes to --model)")
     if args.dataset not in PRESETS:
         raise SedonaError(f"--dataset: unknown dataset {args.dataset!r} (known: {', '.join(PRESETS)})")
-    if not 0 < args.width <= 16:
+    if args.width is not None and not 0 < args.width <= 16:
         raise SedonaError(f"--width: must be in (0, 16], got {args.width}")
+    if args.image_size is not None and args.image_size < 1:
+        raise SedonaError(f"--image-size: must be a positive integer, got {args.image_size}")
     preset = PRESETS[args.dataset]
     stem, size, classes = preset.stem, preset.image_size, preset.num_classes
     if args.image_size is not None:
-        if args.image_size < 1:
-            raise SedonaError(f"--image-size: must be a positive integer, got {args.image_size}")
         size = args.image_size
+    if args.dataset == "digits" and not is_import_path(args.arch):
+        # What training uses on the embedded digits: width 0.25 and the smallest input the network accepts.
+        from sedona_runtime.data.config import DataConfig
+        from sedona_runtime.training.config import embedded_defaults
+
+        model, data = embedded_defaults(ModelConfig(arch=args.arch, width=args.width),
+                                        DataConfig(dataset="digits", image_size=args.image_size))
+        args.width, size = model.width, data.size
+    elif args.width is None:
+        args.width = 1.0
     if args.num_classes is not None:
         if args.num_classes < 1:
             raise SedonaError(f"--num-classes: must be a positive integer, got {args.num_classes}")

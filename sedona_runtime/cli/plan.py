@@ -96,6 +96,12 @@ def _run(argv: list[str] | None) -> int:
         raise SedonaError(f"--blocks must be a positive integer, got {args.blocks}")
     if args.batch_size < 1:
         raise SedonaError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    for option, value in (("--device-rate", args.device_rate), ("--bandwidth", args.bandwidth)):
+        if value is not None and not 0 < value < float("inf"):  # each option named for its own value
+            raise SedonaError(f"{option} must be a finite number > 0, got {value:g}")
+    if args.out is not None and Path(args.out).is_dir():  # refused before anything (the figure) is written
+        raise SedonaError(f"--out {args.out} is a directory: name the decoupling file to write (e.g. "
+                          f"{Path(args.out) / 'planned.json'})")
     if args.arch is None and is_spec(args.decoupling) and not Path(args.decoupling).exists():
         raise SedonaError(f"--decoupling {args.decoupling} is built for a network: give --arch too "
                           "(files and shipped names carry their own)")

@@ -23,6 +23,8 @@ class DataBundle:
     stem: str  # "cifar" | "tiny_imagenet" | "imagenet": the model stem that fits these images
     note: str  # one line for the user, e.g. that the embedded default is in use
     augment: Augment | None = None  # training augmentation (None when cfg.augment is False)
+    class_names: list[str] | None = None  # label i's name where the data names them (ImageFolder: its folders);
+                                          # recorded in config.json, checked by `evaluate` on other data
 
 
 def stem_for_size(image_size: int) -> str:
@@ -32,8 +34,12 @@ def stem_for_size(image_size: int) -> str:
     return "tiny_imagenet" if image_size <= 64 else "imagenet"
 
 
-def build_data(cfg: DataConfig) -> DataBundle:
-    """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation."""
+def build_data(cfg: DataConfig, *, check_images: bool = True, progress=None) -> DataBundle:
+    """Load cfg.dataset (SedonaError for a missing or malformed data directory) and split off validation.
+
+    An ImageFolder tree has every image file checked first unless `check_images` is False (see
+    data.image_check; `progress(done, total, elapsed_s)` hears about a long check).
+    """
     cfg.validate()
     if cfg.is_user:
         return _build_user(cfg)
@@ -56,12 +62,19 @@ def build_data(cfg: DataConfig) -> DataBundle:
         train, test = load_imagefolder(cfg.data_dir, size)
         kind = "tiny_imagenet" if size <= 64 else "imagenet"
         note = f"ImageFolder {cfg.data_dir}: {train.num_classes} classes at {size}x{size}"
+        if check_images:  # every file of every split, before training: a bad one is found now, not at the end
+            from sedona_runtime.data.image_check import check_images as check
+
+            paths = [p for p, _ in train.samples] + [p for p, _ in test.samples]
+            seconds = check(paths, f"ImageFolder {cfg.data_dir}", progress=progress)
+            note += f" ({len(paths):,} image files checked in {seconds:.1f} s)"
     else:
         from sedona_runtime.data.synthetic import synthetic_splits
 
         train, test = synthetic_splits(cfg.synthetic_size, cfg.synthetic_classes, size)
         kind = stem_for_size(size)
         note = f"synthetic: {cfg.synthetic_classes} classes at {size}x{size}x3 (for tests and speed benchmarks)"
+    class_names = list(train.classes) if isinstance(getattr(train, "classes", None), list) else None
     train, val = split_dataset(train, cfg.val_fraction, "validation", cfg.seed)
     note += f"; {len(train)} train / {len(val) if val is not None else 0} val / {len(test)} test"
     log.info("data: %s", note)
@@ -74,6 +87,7 @@ def build_data(cfg: DataConfig) -> DataBundle:
         stem=stem_for_size(size),
         note=note,
         augment=make_augment(kind, size) if cfg.augment else None,
+        class_names=class_names,
     )
 
 

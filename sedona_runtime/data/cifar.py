@@ -101,6 +101,9 @@ def load_cifar(name: str, data_dir: str) -> tuple[TensorImageDataset, TensorImag
     out = []
     for files in (train_files, test_files):
         batches = [read_batch(folder / f, label_key, num_classes) for f in files]
+        if not sum(len(y) for _, y in batches):  # nothing to train on or to test with: say so, not later
+            raise SedonaError(f"{folder}: {', '.join(files)} hold{'s' if len(files) == 1 else ''} no images "
+                              f"(every file is empty); expected the standard {name} python-pickle files")
         images = torch.from_numpy(np.concatenate([x for x, _ in batches]))
         targets = torch.from_numpy(np.concatenate([y for _, y in batches]))
         out.append(TensorImageDataset(images, targets, mean, std, num_classes))

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from sedona_runtime.data.base import ImageDataset
 from sedona_runtime.data.preprocess import RawBatch
 from sedona_runtime.data.stream import BatchStream, eval_batch_count, eval_raw_batch
+from sedona_runtime.utils.errors import SedonaError
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -84,8 +85,39 @@ def read_ahead(tasks: Sequence[Task], *, stream: BatchStream | None = None,
     if workers <= 0 or len(items) == 0:
         return (items[i] for i in range(len(items)))
     # spawn: the pipeline's coordinator runs RPC threads, and forking a process with threads can deadlock.
-    return iter(DataLoader(items, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2,
-                           multiprocessing_context="spawn", persistent_workers=False))
+    return _one_line_errors(iter(DataLoader(items, batch_size=None, shuffle=False, num_workers=workers,
+                                            prefetch_factor=2, multiprocessing_context="spawn",
+                                            persistent_workers=False)))
+
+
+def _one_line_errors(batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
+    """`batches`, with a SedonaError raised in a DataLoader worker as its own one line (naming the file).
+
+    torch re-raises a worker's exception as the same type whose message is the worker's whole traceback
+    ("Caught SedonaError in DataLoader worker process 0. Original Traceback ...", 40 lines).
+    """
+    try:
+        yield from batches
+    except SedonaError as exc:
+        raise worker_error(exc) from None
+
+
+def worker_error(exc: SedonaError) -> SedonaError:
+    """The worker's own message of a SedonaError re-raised by a DataLoader (its traceback's last line)."""
+    text = str(exc)
+    if "DataLoader worker" not in text or "Traceback" not in text:
+        return exc
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1]
+    for name in (type(exc).__qualname__, "SedonaError"):  # "module.Class: message"
+        marker = f"{name}: "
+        if marker in last:
+            last = last.split(marker, 1)[1]
+            break
+    try:
+        return type(exc)(last)
+    except TypeError:  # a subclass with another constructor
+        return SedonaError(last)
 
 
 def train_batches(stream: BatchStream, start: int, end: int, workers: int = 0) -> Iterator[RawBatch]:

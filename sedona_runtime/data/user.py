@@ -44,6 +44,9 @@ class UserImageDataset(ImageDataset):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise SedonaError(f"{self.name}[{index}]: the image must be a (C, H, W) tensor, got {got}")
+        if _is_float(y):  # int() would truncate 0.7 to 0: every label 0, "1 classes"
+            raise SedonaError(f"{self.name}[{index}]: the label must be an integer class index 0..C-1, got the "
+                              f"float {y!r} (convert the labels with .long() in the data set)")
         try:
             label = int(y)
         except (TypeError, ValueError):
@@ -66,7 +69,11 @@ class UserImageDataset(ImageDataset):
                 value = getattr(self.dataset, attr, None)
                 if value is not None and not callable(value):
                     try:
-                        self._labels = torch.as_tensor(value, dtype=torch.int64).flatten()
+                        raw = torch.as_tensor(value)
+                        if raw.is_floating_point():
+                            raise SedonaError(f"{self.name}: its {attr} are floats ({raw.dtype}); the labels must "
+                                              "be integer class indices 0..C-1 (convert them with .long())")
+                        self._labels = raw.to(torch.int64).flatten()
                     except (TypeError, ValueError, RuntimeError):
                         continue
                     if self._labels.numel() == len(self):
@@ -75,6 +82,16 @@ class UserImageDataset(ImageDataset):
             if self._labels is None:
                 self._labels = torch.tensor([self[i][1] for i in range(len(self))], dtype=torch.int64)
         return self._labels
+
+
+def _is_float(y: Any) -> bool:
+    """A float label: a Python float, or a floating-point tensor or NumPy value."""
+    if isinstance(y, float):
+        return True
+    if isinstance(y, torch.Tensor):
+        return y.is_floating_point()
+    kind = getattr(getattr(y, "dtype", None), "kind", None)  # NumPy scalars and arrays
+    return kind == "f"
 
 
 def _as_splits(result: Any, spec: str) -> tuple[Any, Any, Any]:

@@ -161,13 +161,15 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     # directory (another live run holds it, a finished run asked to resume), data, decoupling, the
     # queues' memory, the port.
     run.check(resume=pcfg.resume, overwrite=overwrite, checkpoint=commit)
-    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True)  # the coordinator holds no weights
+    parts = build_parts(dataclasses.replace(pcfg.train, device="cpu"), meta=True,  # the coordinator holds no weights
+                        progress=reporter.checking_images if reporter is not None else None)
     if parts.decoupling.K != pcfg.blocks:
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
     queue_budget.check(parts, pcfg.queue_depth, pcfg.window, parts.cfg.batch_size)
     resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
                 "data_note": getattr(parts.bundle, "note", ""),
+                "classes": getattr(parts.bundle, "class_names", None),
                 "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
     listener = None
     if mode == "spawn":  # one machine: everything listens on loopback only
@@ -181,6 +183,10 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
             if pcfg.resume:
                 record = ckpt.committed(run.checkpoints)
                 _check_resume(run, resolved)
+                # The settings a resume may change (transport, devices, ...) are recorded as this run uses them.
+                saved = run.read_config()
+                run.write_config({**saved, "pipeline": {**resolved["pipeline"],
+                                                        "resume": saved.get("pipeline", {}).get("resume", False)}})
             else:
                 record = None
                 ckpt.remove_all(run.checkpoints)  # a replaced (--overwrite) pipeline run's checkpoints

@@ -241,21 +241,14 @@ class Stage:
 
 
 def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
-    """All K blocks under the run's seed, built as training.greedy.build_parts builds them after the data.
+    """All K blocks under the run's seed: training.build.build_network, as the single-process trainer builds them.
 
     Blocks do not load the data set: the coordinator already resolved the model's classes, channels
-    and stem from it. The exactness test guards that this stays in step with build_parts.
+    and stem from it.
     """
-    from sedona_runtime.decoupling import resolve_decoupling
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model
-    from sedona_runtime.training.block import build_blocks, head_spec_fn
+    from sedona_runtime.training.build import build_network
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model)
-    dec = resolve_decoupling(cfg.decoupling, cfg.model.arch, model.num_layers, allow_retarget=cfg.retarget)
-    spec_fn = head_spec_fn(model, tuple(input_shape), cfg.model.num_classes, head_width_for(cfg.model.stem))
-    return build_blocks(model, dec, spec_fn)
+    return build_network(cfg, tuple(input_shape)).blocks
 
 
 def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> int:

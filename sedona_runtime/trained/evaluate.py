@@ -31,6 +31,7 @@ def evaluate_run(run: TrainedRun, *, split: str = "test", data_cfg: Any = None, 
         raise SedonaError(f"the data has no {split} split (its validation fraction is 0)")
     if int(bundle.num_classes) != run.cfg.model.num_classes:
         raise SedonaError(f"the data has {bundle.num_classes} classes, the network {run.cfg.model.num_classes}")
+    _check_class_names(run, getattr(bundle, "class_names", None))
     if tuple(bundle.input_shape) != tuple(run.input_shape):
         raise SedonaError(f"the data's images are {tuple(bundle.input_shape)}, the network was trained on "
                           f"{tuple(run.input_shape)} (C, H, W)")
@@ -40,6 +41,24 @@ def evaluate_run(run: TrainedRun, *, split: str = "test", data_cfg: Any = None, 
     size = batch_size or run.cfg.eval_batch_size
     result = evaluate(run.blocks, eval_batches(dataset, size), dev, run.dtype)
     return result, f"{split} split of {bundle.note}"
+
+
+def _check_class_names(run: TrainedRun, names: list[str] | None) -> None:
+    """SedonaError when the run recorded its class names and the data names other ones (or another order):
+    the same count of other classes would be scored silently against the wrong labels."""
+    import json
+
+    try:
+        recorded = json.loads((run.path / "config.json").read_text()).get("classes")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not recorded or not names or list(recorded) == list(names):
+        return
+    lacks, extra = sorted(set(recorded) - set(names)), sorted(set(names) - set(recorded))
+    parts = [f"it lacks {', '.join(lacks[:3])}" if lacks else "", f"it has {', '.join(extra[:3])}" if extra else ""]
+    diff = "; ".join(p for p in parts if p) or "the same names in another order"
+    raise SedonaError(f"the data's classes are not the ones {run.path} was trained on ({diff}); evaluate it on "
+                      "data with the same class names")
 
 
 def result_dict(run: TrainedRun, result: Any, split: str) -> dict:

@@ -91,9 +91,7 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> TrainedRun:
     import path cannot be imported, or the weights do not fit the network.
     """
     from sedona_runtime.decoupling import Decoupling
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model
-    from sedona_runtime.training.block import build_blocks, head_spec_fn
+    from sedona_runtime.training.build import build_network
     from sedona_runtime.training.config import TrainConfig
     from sedona_runtime.utils.config import from_dict
 
@@ -111,10 +109,8 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> TrainedRun:
         raise SedonaError(f"{path}: the weights hold {len(states)} blocks, the decoupling has {dec.K}")
     dtype = getattr(torch, cfg.dtype)
     with torch.random.fork_rng(devices=[]):  # rebuilding must not disturb the caller's random state
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model)
-        spec_fn = head_spec_fn(model, input_shape, cfg.model.num_classes, head_width_for(cfg.model.stem))
-        blocks = build_blocks(model, dec, spec_fn)
+        net = build_network(cfg, input_shape, decoupling=dec)
+        model, blocks = net.model, net.blocks
     for i, (block, state) in enumerate(zip(blocks, states), start=1):
         block.to(dtype=dtype)
         try:

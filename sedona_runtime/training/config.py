@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from sedona_runtime.data.config import MIN_BATCH_SIZE, DataConfig
@@ -127,15 +128,17 @@ def embedded_defaults(model: ModelConfig, data: DataConfig) -> tuple[ModelConfig
 
 
 def _smallest_input(model: ModelConfig) -> int:
-    """The smallest of EMBEDDED_SIZES the network runs on (built on the meta device: shapes only)."""
+    """The smallest of EMBEDDED_SIZES the whole network runs on, classifier included (VGG-19's last pooling
+    is in its classifier); built on the meta device: shapes only."""
     import torch
 
-    from sedona_runtime.models import build_model, layer_output_shapes
+    from sedona_runtime.models import build_model
+    from sedona_runtime.models.layered import check_output
 
     for size in EMBEDDED_SIZES:
         try:
             with torch.device("meta"):
-                layer_output_shapes(build_model(dataclasses.replace(model, num_classes=10)), (3, size, size))
+                check_output(build_model(dataclasses.replace(model, num_classes=10)), (3, size, size), 10)
             return size
         except (SedonaError, RuntimeError, ValueError):
             continue
@@ -157,6 +160,9 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
     model, data = embedded_defaults(cfg.model, cfg.data)
     out = dataclasses.replace(cfg, model=model, data=data)
     out.data.image_size = out.data.size  # the written config records the resolution actually used
+    if out.final_lr is None and out.lr is not None and opt["final_lr"] > out.lr:
+        # Only --lr given, below the recipe's final rate: keep the recipe's decay ratio instead.
+        opt["final_lr"] = out.lr * opt["final_lr"] / opt["lr"]
     for name in ("optimizer", "lr", "final_lr", "weight_decay"):
         if getattr(out, name) is None:
             setattr(out, name, opt[name])
@@ -206,9 +212,14 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.batch_size is not None and cfg.batch_size >= MIN_BATCH_SIZE,
          f"batch size must be >= {MIN_BATCH_SIZE} (BatchNorm cannot train on a single sample), got {cfg.batch_size}"),
         (cfg.optimizer in _OPTIMIZERS, f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {cfg.optimizer!r}"),
-        (cfg.lr is not None and cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
-        (cfg.final_lr is not None and 0 <= cfg.final_lr, f"final lr must be >= 0, got {cfg.final_lr}"),
-        (cfg.weight_decay is not None and cfg.weight_decay >= 0, f"weight decay must be >= 0, got {cfg.weight_decay}"),
+        (cfg.lr is not None and 0 < cfg.lr < math.inf, f"lr must be a finite number > 0, got {cfg.lr}"),
+        (cfg.final_lr is not None and 0 <= cfg.final_lr < math.inf,
+         f"final lr must be a finite number >= 0, got {cfg.final_lr}"),
+        (cfg.lr is None or cfg.final_lr is None or cfg.final_lr <= cfg.lr,
+         f"final lr {cfg.final_lr} is above lr {cfg.lr}: the schedule decays from --lr to --final-lr "
+         "(pass a smaller --final-lr)"),
+        (cfg.weight_decay is not None and 0 <= cfg.weight_decay < math.inf,
+         f"weight decay must be a finite number >= 0, got {cfg.weight_decay}"),
         (0 <= (cfg.label_smoothing or 0.0) < 1, f"label smoothing must be in [0, 1), got {cfg.label_smoothing}"),
         (cfg.eval_interval is None or cfg.eval_interval >= 0, "eval interval must be >= 0"),
         (cfg.checkpoint_interval is None or cfg.checkpoint_interval >= 0, "checkpoint interval must be >= 0"),

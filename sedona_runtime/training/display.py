@@ -31,6 +31,9 @@ class RunInfo:
 class Reporter:
     """No-op base: subclasses override what they show. The library never writes to the screen itself."""
 
+    def checking_images(self, done: int, total: int, elapsed_s: float) -> None:
+        """The data's image files are being checked before training (a large tree; every few seconds)."""
+
     def start(self, info: RunInfo) -> None:
         """Training is about to start (or resume)."""
 

@@ -1,11 +1,11 @@
 """The single-process greedy block-wise trainer: the reference every other execution mode is checked against."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +19,9 @@ from sedona_runtime.training.config import TrainConfig, resolve_defaults
 from sedona_runtime.training.display import Progress, Reporter, RunInfo, network_line
 from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
+from sedona_runtime.training.resume_check import check_resume_config
 from sedona_runtime.training.run_dir import RunDir
-from sedona_runtime.utils.config import flatten, to_dict
+from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import WriteError, atomic_torch_save, os_error_in
@@ -28,8 +29,6 @@ from sedona_runtime.utils.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
-# Fields that may differ between a run and its resumption without changing the computation.
-_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers")
 
 
 @dataclass
@@ -44,18 +43,19 @@ class RunParts:
     device: torch.device
 
 
-def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
+def build_parts(cfg: TrainConfig, *, meta: bool = False, progress=None) -> RunParts:
     """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
 
     `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
     `meta`: build the model and heads on the meta device (shapes, no weights, no memory): what the
-    pipeline's coordinator needs, which never runs the network.
+    pipeline's coordinator needs, which never runs the network. `progress(done, total, elapsed_s)`: the data's
+    image check (data.build_data), when it takes a while.
     """
     from sedona_runtime.data import build_data
     from sedona_runtime.training.config import resolve_epochs
 
     device = resolve_device(cfg.device)
-    bundle = build_data(cfg.data)
+    bundle = build_data(cfg.data, progress=progress)
     if cfg.batch_size > len(bundle.train):
         raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
                           f"samples after the validation split); pass a smaller --batch-size")
@@ -66,32 +66,15 @@ def build_parts(cfg: TrainConfig, *, meta: bool = False) -> RunParts:
     if data_cfg.is_user:  # the images are taken as they are: the config records their size
         data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
     cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
-    torch.manual_seed(cfg.seed)
     return _build_network(cfg, model_cfg, bundle, device, meta)
 
 
 def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device, meta: bool) -> RunParts:
-    """The model (checked against the data when it is a user's), its decoupling and its blocks. With `meta`
-    only the modules are built on the meta device: the decoupling is resolved from real numbers (a
-    `sedona:K` cut is discretized from the shipped alpha/beta)."""
-    from sedona_runtime.heads import head_width_for
-    from sedona_runtime.models import build_model, list_models
-    from sedona_runtime.models.layered import check_output
+    """The network of `cfg` for the data's input shape (training.build.build_network, as every block builds it)."""
+    from sedona_runtime.training.build import build_network
 
-    def modules():
-        return torch.device("meta") if meta else contextlib.nullcontext()
-
-    with modules():
-        model = build_model(model_cfg)
-        if model_cfg.arch not in list_models():  # a user's network: check that it fits the data first
-            with torch.random.fork_rng(devices=[]):  # the heads below must draw what the block processes draw
-                check_output(model, tuple(bundle.input_shape), model_cfg.num_classes)
-    dec = resolve_for_model(cfg.decoupling, model_cfg.arch, model.num_layers, retarget=cfg.retarget)
-    with modules():
-        spec_fn = head_spec_fn(model, tuple(bundle.input_shape), model_cfg.num_classes,
-                               head_width_for(model_cfg.stem))
-        blocks = build_blocks(model, dec, spec_fn)
-    return RunParts(cfg, bundle, model, dec, blocks, device)
+    net = build_network(cfg, tuple(bundle.input_shape), meta=meta)
+    return RunParts(cfg, bundle, net.model, net.decoupling, net.blocks, device)
 
 
 def make_stream(parts: RunParts):
@@ -122,16 +105,6 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
 
 
 
-def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
-    """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
-    output directory, device and log interval may change."""
-    a, b = flatten(saved), flatten(current)
-    differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
-    if differ:
-        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in differ[:4])
-        raise SedonaError(f"cannot resume {run.path}: the config differs from its config.json: {shown}")
-
-
 class GreedyTrainer:
     """Trains K gradient-isolated blocks in one process: `for r in runners: x = r.train_step(x, y).out`."""
 
@@ -150,6 +123,16 @@ class GreedyTrainer:
         self.train_s = 0.0          # time inside train steps only (for samples/s)
         self.checkpoint_step: int | None = None
         self.lock: RunLock | None = None  # the run directory's, held from setup to the end of `run`
+        # The "stopping after step S" notice is said at once, from the signal watcher's thread (or a handler
+        # in the main thread): it names `_stop_after`, the step running or about to run, and the loop stops
+        # after the step it named (`_stop_named`). Both are read and written under `_stop_lock` (re-entrant:
+        # a handler may run inside the main thread's own critical section). It used to name self.step + 1
+        # read at any moment: a signal between the step counter's increment and the loop's stop check was
+        # announced for the next step while the loop stopped after the current one.
+        self._stop_lock = threading.RLock()
+        self._stop_after = 1
+        self._stop_named: int | None = None
+        self._test_decoded = False  # the test split was decoded once (at the first validation)
 
     # -- setup ---------------------------------------------------------------------------------------
     def setup(self, *, resume: bool, overwrite: bool = False) -> None:
@@ -158,12 +141,13 @@ class GreedyTrainer:
         # Cheap output-directory checks first (fail fast, nothing created), then device, data and decoupling;
         # the directory is only created once all of them are valid, so a bad config leaves nothing behind.
         self.run_dir.check(resume=resume, overwrite=overwrite)
-        self.parts = parts = build_parts(self.cfg)
+        self.parts = parts = build_parts(self.cfg, progress=self.reporter.checking_images)
         self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
         resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
-                    "data_note": getattr(parts.bundle, "note", "")}
+                    "data_note": getattr(parts.bundle, "note", ""),
+                    "classes": getattr(parts.bundle, "class_names", None)}
         if resume:
             check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
@@ -196,6 +180,7 @@ class GreedyTrainer:
 
     def validate(self) -> float | None:
         """Validation top-1 error; saves the weights to checkpoints/best.pt when it is the best so far."""
+        self._decode_test_once()
         val = self.parts.bundle.val
         if val is None or len(val) == 0:
             return None
@@ -210,6 +195,19 @@ class GreedyTrainer:
                                                           "blocks": [b.state_dict() for b in self.parts.blocks]})
         self.reporter.validated(self.step, err, self.best_val)
         return err
+
+    def _decode_test_once(self) -> None:
+        """At the first validation, decode every test image of a data set that decodes files (ImageFolder, a
+        user's): a file the header check passed but that does not decode is found now, not after training."""
+        from sedona_runtime.data.feeder import decodes, eval_batches_raw
+
+        test = self.parts.bundle.test
+        if self._test_decoded or test is None or len(test) == 0 or not decodes(test):
+            return
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws its workers' seed: leave training's RNG be
+            for _ in eval_batches_raw(test, self.cfg.eval_batch_size, data_workers(self.parts)):
+                pass
+        self._test_decoded = True
 
     # -- the loop -------------------------------------------------------------------------------------
     def train_steps(self, stream, until: int, stop: StopRequest | None = None) -> None:
@@ -226,6 +224,10 @@ class GreedyTrainer:
         batches = train_batches(stream, self.step, until, data_workers(self.parts))
         preprocess, device = stream.preprocess, self.runners[0].device
         while self.step < until:
+            with self._stop_lock:  # update first: a notice said in between names the step about to run
+                self._stop_after = self.step + 1
+                if self._stop_named is not None and self._stop_named <= self.step:
+                    return
             t0 = time.perf_counter()
             raw = next(batches)
             x, y = preprocess(raw, device), raw.y
@@ -257,8 +259,9 @@ class GreedyTrainer:
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
                     self.save_checkpoint()
                 self.wall_s += time.perf_counter() - t1
-            if stop is not None and stop.is_set():
-                return
+            with self._stop_lock:  # a request whose notice is still to come names this step (_stop_after)
+                if stop is not None and stop.is_set():
+                    return
 
     def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
         """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary.
@@ -275,7 +278,8 @@ class GreedyTrainer:
                                         [network_line(self.cfg, parts.bundle.input_shape)]
                                         + [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
             until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-            with deferred_stop(lambda req: self.reporter.stopping(self.step + 1, req.name)) as stop:
+            self._stop_after = min(self.step + 1, until)
+            with deferred_stop(self._say_stopping) as stop:
                 try:
                     self.train_steps(make_stream(parts), until, stop)
                 except NonFiniteLossError as exc:
@@ -316,6 +320,12 @@ class GreedyTrainer:
                 self.lock = None
             self.reporter.close()
             self.run_dir.close()
+
+    def _say_stopping(self, request: StopRequest) -> None:
+        """The notice of a stop request (from the signal watcher's thread): the step the loop stops after."""
+        with self._stop_lock:
+            step = self._stop_named = self._stop_after
+        self.reporter.stopping(step, request.name)
 
     def _kept(self, what: str, how: str = "continue with --resume") -> str:
         """Which checkpoint survives a failure, and how to continue from it."""

@@ -88,7 +88,7 @@ class RunDir:
                 raise SedonaError(f"cannot resume: output directory {self.path} does not exist")
             self.check_not_finished()
             if not checkpoint.is_file():
-                raise SedonaError(f"cannot resume: no checkpoint at {checkpoint}")
+                raise SedonaError(f"cannot resume: no checkpoint at {checkpoint}{self._other_kind(checkpoint)}")
             return
         if not overwrite and self.summary.is_file():
             raise SedonaError(f"output directory {self.path} already holds a run, which has finished; "
@@ -103,6 +103,19 @@ class RunDir:
             raise SedonaError(f"output directory {self.path}: {existing} is not a directory")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise SedonaError(f"output directory {self.path} is not writable ({existing} is read-only)")
+
+    def _other_kind(self, checkpoint: Path) -> str:
+        """When a resume looks for the other kind of run's checkpoint: which run it is and its command."""
+        from sedona_runtime.pipeline.checkpoints import COMMIT
+
+        pipeline = self.checkpoints / COMMIT
+        if checkpoint != pipeline and pipeline.is_file():
+            return (f"; {self.path} is a pipeline run: continue it with python launch/greedy.py --resume "
+                    f"--out {self.path}")
+        if checkpoint == pipeline and self.last_checkpoint.is_file():
+            return (f"; {self.path} is a single-process run: continue it with python -m sedona_runtime.train "
+                    f"--resume --out {self.path}")
+        return ""
 
     def prepare(self, *, resume: bool, overwrite: bool = False, checkpoint: Path | None = None) -> RunLock:
         """Check (see `check`), create the directory, prove it is writable and take its lock, before any
@@ -129,6 +142,11 @@ class RunDir:
                     except OSError as exc:
                         raise SedonaError(f"--overwrite: cannot remove {path}: {exc.strerror or exc}") from None
                 shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+                # A former run of the other kind too: a pipeline's commit record, block and best-weights
+                # files (trained.load would otherwise still find them, and take the newer of two runs).
+                from sedona_runtime.pipeline.checkpoints import remove_all
+
+                remove_all(self.checkpoints)
         except BaseException:
             lock.release()
             raise

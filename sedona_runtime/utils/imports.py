@@ -94,6 +94,18 @@ def load_callable(spec: str, root: str | None = None, *, what: str = "import pat
     return obj
 
 
+def absolute_spec(spec: str) -> str:
+    """`spec` with a FILE.py module made absolute (`nets.py:build` -> `/abs/dir/nets.py:build`), so that
+    a later command (resume, evaluate, export, a block process) run from another directory finds the same
+    file; MODULE:CALLABLE and anything else is returned unchanged (`import_root` covers those)."""
+    if not is_import_path(spec):
+        return spec
+    module, attr = spec.split(":")
+    if not module.endswith(".py"):
+        return spec
+    return f"{os.path.abspath(os.path.expanduser(module))}:{attr}"
+
+
 def _installed_dirs() -> set[str]:
     paths = sysconfig.get_paths()
     return {str(Path(paths[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}

@@ -78,3 +78,20 @@ def test_vgg19_layer_two_is_seen_before_the_pool(capsys):
     assert main(["--arch", "vgg19", "--dataset", "cifar10", "--width", "0.25", "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["layers"]
     assert [(l["index"], l["size"]) for l in layers[:3]] == [(1, 32), (2, 32), (3, 16)]
+
+
+@pytest.mark.parametrize("arch", ["small", "vgg19", "resnet50"])
+def test_digits_shows_the_network_training_uses(arch, capsys):
+    # The embedded digits train at width 0.25 on the smallest input the network accepts (issue 20: inspect
+    # showed 32x32 at width 1, another network).
+    import torch
+
+    from sedona_runtime.models import ModelConfig, build_model, layer_output_shapes
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+
+    cfg = resolve_defaults(TrainConfig(model=ModelConfig(arch=arch, width=None)))
+    with torch.device("meta"):
+        shapes = layer_output_shapes(build_model(cfg.model), (3, cfg.data.size, cfg.data.size))
+    assert main(["--arch", arch, "--dataset", "digits", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)["layers"]
+    assert [(l["channels"], l["size"]) for l in layers] == [(c, h) for c, h, _ in shapes]

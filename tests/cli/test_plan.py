@@ -169,3 +169,19 @@ def test_argparse_errors_are_one_line(capsys) -> None:
     assert main(["--decoupling", "x", "--blocks", "two"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: argument --blocks: invalid int value: 'two'"
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--device-rate", "0"], "--device-rate must be a finite number > 0, got 0"),
+    (["--device-rate", "1e9", "--bandwidth", "-5"], "--bandwidth must be a finite number > 0, got -5"),
+    (["--out", "OUTDIR"], "is a directory"),
+])
+def test_rates_and_out_are_refused_before_anything_is_written(files, capsys, extra, match) -> None:
+    # issue 20: --device-rate 0 passed, --bandwidth -5 blamed the device rate, --out DIR wrote DIR.png first.
+    (files / "outdir").mkdir()
+    before = sorted(files.rglob("*"))
+    argv = ["--decoupling", str(files / "dec.json"), *[str(files / "outdir") if a == "OUTDIR" else a for a in extra]]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and match in err and "Traceback" not in err, err
+    assert sorted(files.rglob("*")) == before and not (files / "outdir.png").exists()

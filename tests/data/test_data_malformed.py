@@ -128,3 +128,15 @@ def test_cli_malformed_data_is_one_line_and_leaves_no_run_directory(tmp_path, ca
     err = capsys.readouterr().err
     assert rc == 2 and err == f"error: {folder / 'data_batch_1'}: 40 images but 37 labels\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("split, files", [("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"])])
+def test_empty_cifar_pickles_are_one_error_naming_the_files(tmp_path, split, files):
+    # Well-formed files with zero images used to reach torch.cat(): "expected a non-empty list of Tensors".
+    write_cifar(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    for name in files:
+        (folder / name).write_bytes(pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []}))
+    with pytest.raises(SedonaError) as info:
+        build_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path)))
+    assert str(info.value).startswith(f"{folder}: {', '.join(files)} hold") and "no images" in str(info.value)

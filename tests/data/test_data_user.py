@@ -51,11 +51,23 @@ def test_bad_user_data_is_one_clear_line(user_pkg, tmp_path):
         "    return 42\n"
         "def not_tensor():\n"
         "    d = [('image', 0)] * 4\n"
-        "    return d, d\n")
+        "    return d, d\n"
+        "def float_labels():\n"  # int() made every label 0: '1 classes' (issue 20)
+        "    d = [(torch.zeros(3, 8, 8), 0.7)] * 4\n"
+        "    return d, d, d\n"
+        "class Targets(torch.utils.data.Dataset):\n"
+        "    targets = torch.tensor([0.2, 0.9, 1.4, 0.1])\n"
+        "    def __len__(self):\n"
+        "        return 4\n"
+        "    def __getitem__(self, i):\n"
+        "        return torch.zeros(3, 8, 8), int(self.targets[i])\n"
+        "def float_targets():\n"
+        "    return Targets(), Targets(), Targets()\n")
     sys.path.insert(0, str(tmp_path))
     try:
         for fn, words in (("not_square", "must be square"), ("wrong_kind", "got int"),
-                          ("not_tensor", r"must be a \(C, H, W\) tensor")):
+                          ("not_tensor", r"must be a \(C, H, W\) tensor"),
+                          ("float_labels", "got the float 0.7"), ("float_targets", "targets are floats")):
             with pytest.raises(SedonaError, match=words):
                 build_data(DataConfig(dataset=f"byo_bad_data:{fn}"))
         with pytest.raises(SedonaError, match="takes no data_dir"):

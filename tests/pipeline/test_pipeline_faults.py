@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import time
@@ -59,14 +60,17 @@ def test_killed_block_ends_run_and_resume_matches(tmp_path, reference, transport
     assert last is not None and last >= step and last % CKPT == 0 and last < STEPS
     pipeline_weights(run_dir, last)  # every block file of the committed step loads
 
-    # The run's settings (blocks, decoupling, model, data, transport, ...) come from its config.json.
-    proc = start(["--out", str(run_dir), "--resume", "--plain"])
+    # The run's settings (blocks, decoupling, model, data, ...) come from its config.json; the transport
+    # may change on resume (it changes nothing computed), and config.json then records the new one.
+    other = "p2p" if transport[1] == "rpc" else "rpc"
+    proc = start(["--out", str(run_dir), "--resume", "--plain", "--transport", other])
     try:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
     finally:
         kill_session(proc)
     assert f"resuming at {last}" in out
+    assert json.loads((run_dir / "config.json").read_text())["pipeline"]["transport"] == other
     # Resume equals uninterrupted: the final weights still equal the single-process trainer's.
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
 

@@ -60,3 +60,26 @@ def test_only_the_pipeline_imports_torch_distributed():
                      if not _module(p).startswith("sedona_runtime.pipeline")
                      and any(n.startswith("torch.distributed") for n in _top_level_imports(p)))
     assert not outside, outside
+
+
+def _calls(path: Path) -> set[str]:
+    """Names of the functions `path` calls (the last part of `a.b.f(...)` or `f(...)`)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            out.add(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", ""))
+    return out
+
+
+def test_only_the_builder_builds_networks():
+    # A network from its parts (model, heads, blocks) is built in one place, training/build.py: the trainer,
+    # every pipeline block, the coordinator's meta build and trained runs call build_network (three copies
+    # had drifted: the blocks resolved `sedona:K --retarget` differently from the trainer).
+    builder = "sedona_runtime.training.build"
+    others = sorted(_module(p) for p in PKG.rglob("*.py") if _module(p) != builder
+                    and {"build_blocks", "head_spec_fn"} & _calls(p))
+    assert not others, f"build networks with {builder}.build_network, not from their parts: {others}"
+    callers = {_module(p) for p in PKG.rglob("*.py") if "build_network" in _calls(p)}
+    assert {"sedona_runtime.training.greedy", "sedona_runtime.pipeline.worker",
+            "sedona_runtime.trained.load"} <= callers

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -124,3 +125,24 @@ def test_epochs_resolve_to_steps_once_the_data_is_known(user_pkg, tmp_path):
     assert parts.cfg.data.image_size == 12  # a data set function's image size is recorded as it is
     with pytest.raises(SedonaError, match="epochs must be >= 1"):
         resolve_defaults(TrainConfig(epochs=0))
+
+
+@pytest.mark.parametrize("over, words", [
+    (dict(lr=float("inf")), "lr must be a finite number > 0, got inf"),
+    (dict(lr=0.01, final_lr=0.1), "final lr 0.1 is above lr 0.01"),
+    (dict(final_lr=float("inf")), "final lr must be a finite number"),
+    (dict(weight_decay=float("nan")), "weight decay must be a finite number"),
+])
+def test_learning_rates_that_cannot_decay_are_refused(over, words):
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+    from sedona_runtime.utils.errors import SedonaError
+
+    with pytest.raises(SedonaError, match=re.escape(words)):
+        resolve_defaults(TrainConfig(**over))
+
+
+def test_an_lr_below_the_recipes_final_rate_keeps_its_decay_ratio():
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+
+    cfg = resolve_defaults(TrainConfig(lr=1e-4))  # digits: 0.05 -> 0.0005, a ratio of 1/100
+    assert cfg.final_lr == pytest.approx(1e-6)
