@@ -24,10 +24,11 @@ def rank_boundaries(alpha: Matrix, ranking: Sequence[Sequence[Any]] | None = Non
 
     The layers of `ranking` ([layer, head] pairs, 1-based layers) come first, in its order; the rest
     follow by softmax(alpha[i])[0] descending, computed in float64 from the stored values, exact ties
-    going to the earlier boundary (a stable sort, so the order never depends on platform). Ties are
-    real: the released float32 values leave up to 19 ResNet-152 boundaries at exactly 0.5 in float32
-    (the release's own topk then picks among them in an unspecified order); float64 separates most of
-    them, and the paper's Tables 10-13, given as `ranking` in the shipped files, order the rest.
+    going to the earlier boundary (a stable sort, so the order never depends on platform). Why the
+    ranking: 19 released ResNet-152 boundaries score exactly 0.5 in float32, where the release's own
+    topk picks in an unspecified order. float64 separates every released score (no exact tie is left),
+    but the paper's Tables 10-13 order some of them otherwise (e.g. ResNet-101's 29 before 19), so the
+    shipped files carry the tables as `ranking` and the scores decide only beyond them.
     """
     scores = boundary_scores(alpha)
     first = [int(layer) - 1 for layer, _ in ranking or ()]
