@@ -12,7 +12,7 @@ from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.io import atomic_write_text
 
 FORMAT = "sedona-decoupling/1"
-_TOP_FIELDS = ("format", "arch", "num_layers", "blocks", "alpha", "beta", "head_pool", "source")
+_TOP_FIELDS = ("format", "arch", "num_layers", "blocks", "alpha", "beta", "head_pool", "ranking", "source")
 _REQUIRED = ("format", "arch", "num_layers", "blocks")
 _BLOCK_FIELDS = ("first", "last", "head")
 
@@ -37,6 +37,10 @@ class Decoupling:
     beta: list[list[float]] | None = None  # [L-1][M] logits over head_pool
     head_pool: list[str] | None = None
     source: str = ""
+    # Boundaries ranked best first, each [layer, head] (layer: the 1-based layer the cut follows). It
+    # decides before alpha/beta as far as it goes: the shipped files carry the paper's Tables 10-13 here,
+    # because the released values tie at float32 precision where the tables still give an order.
+    ranking: list[list[Any]] | None = None
     # Where this object came from (file path or spec string), used to name it in error messages.
     # Not part of the file format and ignored by ==.
     origin: str = field(default="", compare=False, repr=False)
@@ -68,6 +72,8 @@ class Decoupling:
             value = getattr(self, name)
             if value is not None:
                 out[name] = [list(v) for v in value] if name != "head_pool" else list(value)
+        if self.ranking is not None:
+            out["ranking"] = [[int(layer), head] for layer, head in self.ranking]
         if self.source:
             out["source"] = self.source
         return out
@@ -122,8 +128,19 @@ def _parse(data: Any, where: str) -> Decoupling:
         beta=_parse_matrix(data.get("beta"), f"{where}: 'beta'"),
         head_pool=head_pool,
         source=source,
+        ranking=_parse_ranking(data.get("ranking"), f"{where}: 'ranking'"),
         origin=where,
     )
+
+
+def _parse_ranking(value: Any, where: str) -> list[list[Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(e, list) and len(e) == 2 and _is_int(e[0]) and isinstance(e[1], str) for e in value
+    ):
+        raise SedonaError(f"{where} must be a list of [layer, head] pairs (an integer and a head name)")
+    return [[e[0], e[1]] for e in value]
 
 
 def _parse_block(b: Any, where: str) -> BlockSpec:
@@ -200,6 +217,13 @@ def validate(dec: Decoupling) -> None:
         if dec.head_pool is None:
             raise SedonaError(f"{where}: 'beta' needs 'head_pool' (the heads its columns refer to)")
         _check_shape(dec.beta, L - 1, len(dec.head_pool), "beta", where)
+    if dec.ranking is not None:
+        layers = [layer for layer, _ in dec.ranking]
+        if len(set(layers)) != len(layers) or not all(1 <= x <= L - 1 for x in layers):
+            raise SedonaError(f"{where}: 'ranking' must name distinct boundary layers in 1..{L - 1}, got {layers}")
+        for _, h in dec.ranking:
+            if h not in known:
+                raise SedonaError(f"{where}: 'ranking' has unknown head {h!r} (known: {', '.join(known)})")
 
 
 def _check_shape(m: list[list[float]], rows: int, cols: int, name: str, where: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sedona_runtime.decoupling.baselines import uniform_boundaries
-from sedona_runtime.decoupling.discretize import best_head, blocks_from_boundaries, boundary_scores
+from sedona_runtime.decoupling.discretize import blocks_from_boundaries, boundary_head, boundary_scores
 from sedona_runtime.decoupling.schema import Decoupling, validate
 from sedona_runtime.planning.cost_model import CostModel
 from sedona_runtime.planning.dp import Cut, CutProblem, max_speedup
@@ -28,13 +28,14 @@ def alpha_score(scores: Sequence[float], boundaries: Sequence[int]) -> float:
 
 
 def boundary_heads(dec: Decoupling, head: str | None = None) -> list[str]:
-    """The head each boundary gets: `head` everywhere if given, else argmax beta over head_pool, else
+    """The head each boundary gets: `head` everywhere if given, else discretize's (the ranking's head where
+    it lists the boundary, as the shipped files' paper tables do, argmax beta over head_pool elsewhere), else
     (a decoupling that was not searched, such as dgl:K) the one head all its blocks use."""
     n = dec.num_layers - 1
     if head is not None:
         return [head] * n
     if dec.beta is not None and dec.head_pool is not None:
-        return [best_head(row, dec.head_pool) for row in dec.beta]
+        return [boundary_head(i, dec.beta, dec.head_pool, dec.ranking) for i in range(n)]
     own = sorted(set(dec.heads))
     if len(own) == 1:
         return own * n
@@ -115,14 +116,14 @@ def make_plan(dec: Decoupling, cost_model: CostModel, K: int | None = None, min_
 
 
 def planned_decoupling(dec: Decoupling, plan: Plan, cut: Cut, *, note: str = "") -> Decoupling:
-    """`dec` re-cut at `cut` (alpha/beta/head_pool kept), its plan summarised in `source`."""
+    """`dec` re-cut at `cut` (alpha/beta/head_pool/ranking kept), its plan summarised in `source`."""
     heads = plan.heads_of(cut)
     target = "" if plan.min_speedup is None else f" for predicted speedup >= {plan.min_speedup:g}"
     score = f"alpha score {cut.score:.6f}" if plan.has_alpha else "no alpha (fastest cut)"
     out = Decoupling(
         arch=dec.arch, num_layers=dec.num_layers,
         blocks=blocks_from_boundaries(list(cut.boundaries), heads, dec.num_layers),
-        alpha=dec.alpha, beta=dec.beta, head_pool=dec.head_pool,
+        alpha=dec.alpha, beta=dec.beta, head_pool=dec.head_pool, ranking=dec.ranking,
         source=(f"planned from {dec.origin or dec.arch} ({dec.source or 'no source'}): K={plan.K}{target}; "
                 f"predicted speedup {cut.speedup:.3f}x, {score}; cost model: {plan.cost_model.source}"
                 + (f"; {note}" if note else "")),

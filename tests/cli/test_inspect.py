@@ -78,6 +78,10 @@ def test_vgg19_layer_two_is_seen_before_the_pool(capsys):
     assert main(["--arch", "vgg19", "--dataset", "cifar10", "--width", "0.25", "--json"]) == 0
     layers = json.loads(capsys.readouterr().out)["layers"]
     assert [(l["index"], l["size"]) for l in layers[:3]] == [(1, 32), (2, 32), (3, 16)]
+    # Issue 22: the release's counts: convs without bias before batch norm (1,254,256 parameters in the
+    # 16 layers at 0.25x), DGL's head pooled to 1x1 on the 2x2 maps of layers 9-15 (101,514, not 846,090).
+    assert sum(l["params"] for l in layers) == 1_254_256
+    assert [l["heads"]["mlp_sr"]["params"] for l in layers[8:15]] == [101_514] * 7
 
 
 @pytest.mark.parametrize("arch", ["small", "vgg19", "resnet50"])

@@ -65,6 +65,20 @@ def test_rediscretize_recovers_other_K():
         rediscretize(uniform_decoupling("small", 4, 2, "aux1"), 3)
 
 
+def test_ranking_decides_first_then_scores_with_ties_to_the_earlier_boundary():
+    # Boundary 4 (0-based 3) has the best score, but the ranking puts layers 2 and 5 first, with its heads.
+    alpha = _alpha([0.0, 1.0, 0.0, 5.0, 0.0, 0.0])
+    beta = [[0, 0, 0, 1]] * 6
+    ranking = [[2, "aux2"], [5, "aux3"]]
+    assert rank_boundaries(alpha, ranking) == [1, 4, 3, 0, 2, 5]
+    dec = discretize(alpha, beta, 3, POOL, "small", 7, ranking=ranking)
+    assert dec.boundaries == [2, 5] and dec.heads == ["aux2", "aux3"] and dec.ranking == ranking
+    dec5 = rediscretize(dec, 5)
+    assert dec5.boundaries == [1, 2, 4, 5] and dec5.heads == ["aux4", "aux2", "aux4", "aux3"]
+    with pytest.raises(SedonaError, match=r"distinct boundary layers in 1..6, got \[2, 2\]"):
+        rank_boundaries(alpha, [[2, "aux1"], [2, "aux2"]])
+
+
 @pytest.mark.parametrize("k", [0, 5, 2.0, True])
 def test_bad_K(k):
     with pytest.raises(SedonaError, match=r"K must be an integer in 1..4"):

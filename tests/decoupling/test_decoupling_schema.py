@@ -24,6 +24,7 @@ def _good() -> dict:
         "alpha": [[0.1, -0.1], [0.2, 0.3], [1.0, 0.0]],
         "beta": [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]],
         "head_pool": ["aux1", "aux2"],
+        "ranking": [[2, "aux2"], [3, "aux1"]],
         "source": "hand-written",
     }
 
@@ -47,7 +48,7 @@ def test_round_trip_through_file(tmp_path):
 
 def test_optional_fields_may_be_absent(tmp_path):
     data = _good()
-    for key in ("alpha", "beta", "head_pool", "source"):
+    for key in ("alpha", "beta", "head_pool", "ranking", "source"):
         del data[key]
     dec = read_decoupling(_write(tmp_path, data))
     assert dec.alpha is None and dec.beta is None and dec.source == ""
@@ -106,6 +107,11 @@ BLOCKS_REVERSED = [{"first": 1, "last": 2, "head": "aux1"}, {"first": 4, "last":
         (_mutate(head_pool=["aux1", "nope"]), "head_pool has unknown head 'nope'"),
         (_mutate(head_pool="aux1"), "'head_pool' must be a non-empty list"),
         (_mutate(source=5), "'source' must be a string"),
+        (_mutate(ranking=[[2, "aux2"], [2, "aux1"]]), "'ranking' must name distinct boundary layers in 1..3"),
+        (_mutate(ranking=[[4, "aux2"]]), "'ranking' must name distinct boundary layers in 1..3"),
+        (_mutate(ranking=[[1, "aux9"]]), "'ranking' has unknown head 'aux9'"),
+        (_mutate(ranking=[[1.5, "aux1"]]), "'ranking' must be a list of [layer, head] pairs"),
+        (_mutate(ranking=[1, 2]), "'ranking' must be a list of [layer, head] pairs"),
         ([1, 2], "expected a JSON object"),
     ],
 )

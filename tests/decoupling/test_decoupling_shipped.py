@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
-from sedona_runtime.decoupling import list_shipped, load_decoupling, validate_for
+from sedona_runtime.decoupling import list_shipped, load_decoupling, resolve_decoupling, validate_for
 from sedona_runtime.decoupling.discretize import boundary_scores
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,40 +64,43 @@ def test_known_decouplings():
     assert vgg.boundaries == [6, 13, 14] and vgg.heads == ["aux4", "aux1", "aux1"]
 
 
+def test_reference_copy_holds_the_paper_tables():
+    # The copy's paper_table is the paper's (transcribed above from Appendix D.3), so the shipped files'
+    # ranking is too.
+    ref = json.loads(REFERENCE.read_text())["architectures"]
+    for arch, (layers, heads) in PAPER_TABLES.items():
+        assert ref[arch]["paper_table"] == {"layers_by_alpha": layers, "aux_head": heads}, arch
+
+
 @pytest.mark.parametrize("arch", sorted(PAPER_TABLES))
-def test_agrees_with_paper_tables(arch):
-    """The tables are the ranking that discretize cuts from; the released values are rounded to 6
-    decimals, so boundaries the search left at ~0 tie exactly, and there the table (computed from
-    unrounded values) may order them differently. So: the table must be ranked by the released
-    score, be the top of it, name argmax-beta heads; and our cuts must match the table's exactly
-    wherever the score separates them from the rest."""
+def test_every_shipped_file_follows_the_paper_table(arch):
+    """Tables 10-13 list at least K-1 = 15 layers for every arch, so each shipped file's cuts are the
+    table's first K-1 layers and each cut's head is the table's, with no tie rule involved."""
     layers, heads = PAPER_TABLES[arch]
-    dec16 = load_decoupling(f"{arch}_k16")
-    scores = boundary_scores(dec16.alpha)
-    score = {layer: scores[layer - 1] for layer in range(1, LAYERS[arch])}
-    table_scores = [score[layer] for layer in layers]
-    assert table_scores == sorted(table_scores, reverse=True)
-    assert max((score[x] for x in score if x not in layers), default=0.0) <= table_scores[-1]
-    for layer, head in zip(layers, heads):
-        row = dec16.beta[layer - 1]
-        assert row[head - 1] == max(row), (layer, head, row)  # the table's head is an argmax of beta
-    exact = 0
+    by_layer = {layer: f"aux{h}" for layer, h in zip(layers, heads)}
     for k in (2, 4, 8, 16):
-        cuts = load_decoupling(f"{arch}_k{k}").boundaries
-        top = layers[: k - 1]
-        assert sorted(score[c] for c in cuts) == sorted(score[t] for t in top)
-        cutoff = min(score[t] for t in top)
-        assert {c for c in cuts if score[c] > cutoff} == {t for t in top if score[t] > cutoff}
-        if sorted(cuts) == sorted(top):
-            exact += 1
-            dec = load_decoupling(f"{arch}_k{k}")
-            by_layer = dict(zip(layers, heads))
-            for cut, head in zip(cuts, dec.heads):
-                row = dec.beta[cut - 1]
-                if row.count(max(row)) == 1:  # a unique argmax: the table's head, no choice left
-                    assert head == f"aux{by_layer[cut]}", (cut, head, row)
-                else:  # an exact tie in the rounded values: the first tied head of the pool
-                    assert head == f"aux{row.index(max(row)) + 1}"
-    # VGG-19 and ResNet-50 match at every K; ResNet-101 at K=2,4,16; ResNet-152 at K=2,4,8 (the rest
-    # differ only among exactly tied boundaries).
-    assert exact == {"vgg19": 4, "resnet50": 4, "resnet101": 3, "resnet152": 3}[arch]
+        dec = load_decoupling(f"{arch}_k{k}")
+        assert dec.boundaries == sorted(layers[: k - 1]), (arch, k)
+        assert dec.heads == [by_layer[c] for c in dec.boundaries], (arch, k)
+        assert dec.ranking == [[layer, by_layer[layer]] for layer in layers]
+
+
+@pytest.mark.parametrize("arch", sorted(PAPER_TABLES))
+def test_sedona_k_follows_the_same_rule(arch):
+    """sedona:K equals the shipped file at the shipped K and, beyond the table, takes the remaining
+    boundaries by float64 score (exact ties -> earlier boundary) with argmax-beta heads."""
+    layers, heads = PAPER_TABLES[arch]
+    n = LAYERS[arch]
+    for k in (2, 4, 8, 16):
+        assert resolve_decoupling(f"sedona:{k}", arch, n).blocks == load_decoupling(f"{arch}_k{k}").blocks
+    base = load_decoupling(f"{arch}_k2")
+    scores = boundary_scores(base.alpha)
+    rest = sorted((x for x in range(1, n) if x not in layers), key=lambda x: (-scores[x - 1], x))
+    order = layers + rest
+    for k in range(1, n + 1):
+        dec = resolve_decoupling(f"sedona:{k}", arch, n)
+        assert dec.boundaries == sorted(order[: k - 1]), (arch, k)
+        for cut, head in zip(dec.boundaries, dec.heads):
+            if cut not in layers:
+                row = base.beta[cut - 1]
+                assert head == f"aux{row.index(max(row)) + 1}", (arch, k, cut)

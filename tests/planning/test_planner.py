@@ -35,15 +35,26 @@ def test_boundary_scores_are_softmax_local() -> None:
 
 @pytest.mark.parametrize("name", list_shipped())
 def test_shipped_cut_is_the_top_of_the_front(name: str) -> None:
-    """SEDONA's discretisation takes the top-(K-1) boundaries: exactly the DP's unconstrained optimum."""
+    """SEDONA's discretisation takes the top-(K-1) boundaries: the DP's unconstrained optimum. Exactly,
+    but for resnet152_k16: there the paper's Table 10 (the shipped files' ranking) takes layers 31, 37,
+    38, 48, 49, which float64 scores within 1e-8 of 0.5, where the float64 scores rank 32, 33, 35, 39, 43
+    (within 3e-8 of 0.5) first; so the shipped cut is below the top by at most the sum of those
+    boundaries' distances from 0.5."""
     dec = load_decoupling(name)
     plan = make_plan(dec, _cost_model(dec.arch, dec.num_layers))
-    assert plan.front[0].score == plan.input_score == alpha_score(plan.scores, dec.boundaries)
-    assert boundary_heads(dec) == [dec.head_pool[int(np.argmax(r))] for r in dec.beta]
-    # No shipped file has another cut of equal score, so the top point is the shipped cut itself,
-    # and (the shipped heads being argmax beta) it predicts exactly what the file does.
-    assert plan.front[0].boundaries == tuple(dec.boundaries)
-    assert plan.front[0].speedup == plan.input_prediction.speedup
+    assert plan.input_score == alpha_score(plan.scores, dec.boundaries)
+    table = dict(dec.ranking)
+    assert boundary_heads(dec) == [table.get(i + 1, dec.head_pool[int(np.argmax(r))]) for i, r in enumerate(dec.beta)]
+    top = plan.front[0]
+    if name != "resnet152_k16":
+        # No other cut has an equal score, so the top point is the shipped cut itself, and (the plan's
+        # heads being the file's) it predicts exactly what the file does.
+        assert top.score == plan.input_score and top.boundaries == tuple(dec.boundaries)
+        assert top.speedup == plan.input_prediction.speedup
+    else:
+        swapped = set(top.boundaries) ^ set(dec.boundaries)
+        assert swapped == {31, 37, 38, 48, 49, 32, 33, 35, 39, 43}
+        assert 0 < top.score - plan.input_score <= sum(abs(plan.scores[b - 1] - 0.5) for b in swapped) < 1e-7
 
 
 def test_planned_decoupling_round_trips_and_predicts_its_record(tmp_path) -> None:
