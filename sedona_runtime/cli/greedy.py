@@ -36,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
                                  "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
     p.add_argument("--blocks", type=int, help="K: number of blocks/processes (= the decoupling's K); required "
                                               "unless --resume reads it from the run's config.json")
+    p.add_argument("--replicas", type=int,
+                   help="R: processes per block (default 1); each trains on 1/R of every batch and the R replicas "
+                        "of a block average its gradients (c10d all-reduce) before each step: K*R processes. "
+                        "--blocks 1 --replicas R is plain data-parallel backprop")
+    p.add_argument("--replica-placement", choices=("rows", "blocks"),
+                   help="which block processes get consecutive ranks (torchrun: the same machine): rows (default: "
+                        "a replica row, activations stay local) or blocks (a block's replicas, all-reduces stay "
+                        "local)")
     p.add_argument("--decoupling", help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or "
                                         "sedona:K; required unless --resume")
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
@@ -78,7 +86,9 @@ def _default_arch(decoupling: str) -> str:
 
 # Pipeline settings a resumed run keeps from its config.json unless given again (they change how the
 # run is spread over processes, never what it computes). Everything else is fixed by the saved config.
-_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface")
+# --replicas may change on resume while the batch still splits (the checkpoints are one file per block).
+_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface",
+                   "replicas", "replica_placement")
 
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
