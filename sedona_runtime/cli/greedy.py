@@ -138,7 +138,9 @@ class PlainPipelineReporter(PipelineReporter):
     def start(self, info: RunInfo) -> None:
         self._t0, self._start_step, self._total = self.clock(), info.start_step, info.total_steps
         self._done = (info.start_step, info.start_step)
-        self.lines.emit(f"pipeline: {len(info.blocks)} block processes, {info.total_steps} steps"
+        # With replicas the coordinator's description says how many processes: "2 blocks x 2 replicas (...)".
+        what = info.device if " replicas " in info.device else f"{len(info.blocks)} block processes"
+        self.lines.emit(f"pipeline: {what}, {info.total_steps} steps"
                         + (f" (resuming at {info.start_step})" if info.start_step else ""))
         for line in info.blocks + info.notes:
             self._print(f"  {line}")
