@@ -122,3 +122,78 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, capsys):
     assert err.strip() == ("error: --batch-size 32 does not split into --replicas 3 equal shards: use a batch size "
                            "that is a multiple of 3")
     assert not out.exists()
+
+
+def test_a_killed_replica_is_named_and_resume_matches(tmp_path, sharded_reference):
+    """SIGKILL one replica mid-run: the run names it and stops (nothing left running) in bounded time, its
+    replica partner leaves its all-reduce; --resume continues from the last commit to the same weights."""
+    import time
+
+    import psutil
+
+    from pipeline_helpers import committed_step, kill_session, start, wait_gone
+
+    run_dir = tmp_path / "run"
+    proc = start([*ARGS, "--transport", "p2p", "--out", str(run_dir), "--queue-depth", "1", "--window", "1"])
+    try:
+        deadline = time.monotonic() + 120
+        while committed_step(run_dir) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == 4
+        victim = children[2]  # rank 3: block 1 replica 1 (rows: ranks 1 + r*K + (k-1))
+        victim.kill()
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1 and time.monotonic() - t0 < 20, err[-3000:]
+        assert f"error: block1 replica 1 (pid {victim.pid}) was killed by SIGKILL" in err, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        assert not wait_gone(proc.pid, 10), "processes left behind"
+    finally:
+        kill_session(proc)
+    last = committed_step(run_dir)
+    assert last is not None and last % CKPT == 0 and last < STEPS
+    out = run_to_end(["--out", str(run_dir), "--resume", "--plain"], timeout=170)  # R = 2 from its config.json
+    assert f"resuming at {last}" in out
+    ref = torch.load(sharded_reference / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert_same_weights(block_files(run_dir, STEPS), [b["block"] for b in ref["blocks"]])
+
+
+def test_resume_with_replicas_that_do_not_split_the_batch_is_refused(replica_runs, tmp_path, capsys):
+    """A changed --replicas is fine while the batch splits (checkpoints are per block); otherwise one line."""
+    import shutil
+
+    from sedona_runtime.cli.greedy import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(replica_runs("rpc")[0], run_dir)
+    (run_dir / "summary.json").unlink()  # as if it had stopped after its last commit
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert main(["--out", str(run_dir), "--resume", "--replicas", "3"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --batch-size 32 does not split into --replicas 3")
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_two_torchrun_nodes_run_the_replicas(tmp_path, sharded_reference):
+    """World size K*R + 1 = 5 over two torchrun "nodes" on loopback: node 0 the coordinator and block 1's two
+    replicas (--replica-placement blocks: their all-reduce stays on the node), node 1 block 2's two."""
+    from pipeline_helpers import free_port, kill_session, start
+
+    run_dir = tmp_path / "run"
+    port = free_port()
+    common = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+              "--rdzv-id", "replicas-test", "--max-restarts", "0"]
+    args = [*ARGS, "--transport", "rpc", "--replica-placement", "blocks", "--out", str(run_dir)]
+    nodes = [start(args, torchrun=[*common, "--nproc-per-node", str(n), "--node-rank", str(rank)])
+             for rank, n in ((0, 3), (1, 2))]
+    try:
+        outs = [node.communicate(timeout=170) for node in nodes]
+        for node, (_, err) in zip(nodes, outs):
+            assert node.returncode == 0, err[-3000:]
+    finally:
+        for node in nodes:
+            kill_session(node)
+    assert sum("test accuracy" in out for out, _ in outs) == 1
+    ref = torch.load(sharded_reference / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert_same_weights(block_files(run_dir, STEPS), [b["block"] for b in ref["blocks"]])
