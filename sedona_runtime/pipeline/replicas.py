@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from sedona_runtime.pipeline.channel import ChannelTimeout
+from sedona_runtime.pipeline.channel import ChannelError, ChannelTimeout
 from sedona_runtime.pipeline.messages import Batch
-from sedona_runtime.pipeline.protocol import block_name
+from sedona_runtime.pipeline.protocol import block_name, short
 from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.utils.errors import SedonaError
 
@@ -152,7 +152,8 @@ class GradSync:
     copied into it, divided by R and summed by c10d all-reduce, then copied back. Parameters without a
     gradient are left out (the same ones in every replica: the same block on the same shapes). The
     wait is bounded by `timeout` and by the stop signal; a dead replica fails the wait (gloo reports the
-    closed connection), which the stage reports as its error.
+    closed connection), a ChannelError the stage reports as a channel failure (the dead process is the
+    root cause the coordinator names).
     """
 
     def __init__(self, group, module: torch.nn.Module, replicas: int, timeout: float, label: str = "") -> None:
@@ -179,4 +180,8 @@ class GradSync:
                 raise ChannelTimeout(f"the gradient all-reduce of {self.label or 'the replicas'} did not finish "
                                      f"within {self.timeout:.0f}s")
             time.sleep(_POLL_S)
-        work.wait()  # raises the group's error (a replica that died mid-transfer)
+        try:
+            work.wait()
+        except RuntimeError as exc:  # gloo's closed connection: the symptom of a replica's death, not a bug
+            raise ChannelError(f"the gradient all-reduce of {self.label or 'the replicas'} failed: "
+                               f"{short(exc)}") from None
