@@ -125,7 +125,10 @@ class Coordinator:
         if err:
             raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
         self.collector.start()
-        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
+        labels = {self.layout.name(i): self.layout.label(i) for i in range(1, self.processes + 1)}
+        # A silent peer is named as the messages name it ("block1 replica 1"; R = 1: its RPC name).
+        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why.replace(
+                                     f"process {peer} ", f"process {labels.get(peer, peer)} ", 1)),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
         self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
         for line in sharing_notes(broker.setup["placements"]):
