@@ -64,28 +64,52 @@ def test_shards_split_x_labels_and_draws_and_one_replica_is_the_batch():
         check_shards(32, 3)
 
 
-def test_grad_sync_averages_over_the_group_only(tmp_path):
-    """Two replicas (threads here, one gloo group on one store): both end with (g0 + g1) / 2, bitwise."""
+def _synced(R: int) -> tuple[list[torch.nn.Module], list[list[torch.Tensor]]]:
+    """R replicas (threads here, one gloo group on one store) with random float64 gradients, after GradSync;
+    and each replica's gradients before it."""
     store = dist.HashStore()
-    nets = [torch.nn.Linear(3, 2).double() for _ in range(2)]
-    for i, net in enumerate(nets):
+    gen = torch.Generator().manual_seed(R)
+    nets = [torch.nn.Linear(50, 20).double() for _ in range(R)]
+    for net in nets:
         for p in net.parameters():
-            p.grad = torch.full_like(p, float(i + 1)) / 3
-    want = [(a.grad / 2 + b.grad / 2) for a, b in zip(nets[0].parameters(), nets[1].parameters())]
+            p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+    before = [[p.grad.clone() for p in net.parameters()] for net in nets]
     errors: list = []
 
     def replica(r: int) -> None:
         try:
-            group = dist.ProcessGroupGloo(dist.PrefixStore("g", store), r, 2, datetime.timedelta(seconds=30))
-            GradSync(group, nets[r], 2, 30.0)()
+            group = dist.ProcessGroupGloo(dist.PrefixStore("g", store), r, R, datetime.timedelta(seconds=30))
+            GradSync(group, nets[r], R, 30.0)()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=replica, args=(r,)) for r in range(2)]
+    threads = [threading.Thread(target=replica, args=(r,)) for r in range(R)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors, errors
+    return nets, before
+
+
+def test_grad_sync_of_two_is_the_shard_average_bitwise():
+    """R = 2: g0/2 + g1/2 in either order, the sharded reference's sum (training/sharded.py)."""
+    nets, before = _synced(2)
+    want = [a / 2 + b / 2 for a, b in zip(*before)]
     for net in nets:
         assert all(torch.equal(p.grad, w) for p, w in zip(net.parameters(), want))
+
+
+def test_grad_sync_of_three_is_within_the_derived_bound():
+    """R = 3: gloo may add the shares in another order than the reference's shard order. Two orders of a
+    sum of R terms t_r = g_r / R differ by at most (R - 1) * eps * sum_r |t_r| (each is within (R - 1) * u
+    * sum |t_r| of the exact sum, u = eps / 2); every replica holds the same bits."""
+    R = 3
+    nets, before = _synced(R)
+    eps = torch.finfo(torch.float64).eps
+    for i, p in enumerate(nets[0].parameters()):
+        terms = [b[i] / R for b in before]
+        ref = terms[0] + terms[1] + terms[2]
+        bound = (R - 1) * eps * sum(t.abs() for t in terms)
+        assert ((p.grad - ref).abs() <= bound).all()
+        assert all(torch.equal(p.grad, list(net.parameters())[i].grad) for net in nets[1:])
