@@ -5,8 +5,8 @@ block k trains on shard r of every batch: the coordinator splits each training b
 contiguous shards (samples r*B/R .. (r+1)*B/R - 1, with their augmentation draws) and sends shard r to
 replica r of block 1; replica r of block k feeds replica r of block k+1 (a "replica row"). After each
 local backward the R replicas of a block average the gradients of the block and its head with c10d
-all-reduce buckets over a gloo process group of those R ranks only (`GradSync`), then step: their
-weights and optimizer states stay identical at every step.
+all-reduce buckets over a gloo process group of those R ranks only (`grad_sync.GradSync`), then step:
+their weights and optimizer states stay identical at every step.
 
 BatchNorm normalizes with each shard's own statistics (as DistributedDataParallel does). Its running
 statistics are replica 0's (shard 0's), as DDP's `broadcast_buffers` makes them: replica 0 is the one
@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from sedona_runtime.pipeline.channel import ChannelError, ChannelTimeout
 from sedona_runtime.pipeline.messages import Batch
-from sedona_runtime.pipeline.protocol import block_name, short
-from sedona_runtime.pipeline.stop import STOP
+from sedona_runtime.pipeline.protocol import block_name
 from sedona_runtime.utils.errors import SedonaError
 
 PLACEMENTS = ("rows", "blocks")
-_POLL_S = 0.0005  # all-reduce completion poll (a timed-out gloo wait poisons the group: no sliced waits)
 
 
 @dataclass(frozen=True)
@@ -143,45 +139,3 @@ def replica_group(store: dist.Store, layout: Layout, block: int, replica: int, t
     """
     prefix = dist.PrefixStore(f"sedona/replicas/block{block}", store)
     return dist.ProcessGroupGloo(prefix, replica, layout.replicas, datetime.timedelta(seconds=timeout))
-
-
-class GradSync:
-    """Averages the gradients of one block (and its head) over its replica group: `BlockRunner.grad_sync`.
-
-    One flat bucket per dtype (DDP's buckets, without the overlap with backward): the gradients are
-    copied into it, divided by R and summed by c10d all-reduce, then copied back. Parameters without a
-    gradient are left out (the same ones in every replica: the same block on the same shapes). The
-    wait is bounded by `timeout` and by the stop signal; a dead replica fails the wait (gloo reports the
-    closed connection), a ChannelError the stage reports as a channel failure (the dead process is the
-    root cause the coordinator names).
-    """
-
-    def __init__(self, group, module: torch.nn.Module, replicas: int, timeout: float, label: str = "") -> None:
-        self.group, self.module, self.R = group, module, replicas
-        self.timeout, self.label = timeout, label
-
-    def __call__(self) -> None:
-        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for g in grads:
-            by_dtype.setdefault(g.dtype, []).append(g)
-        for tensors in by_dtype.values():
-            flat = torch._utils._flatten_dense_tensors(tensors)
-            flat.div_(self.R)
-            self._wait(self.group.allreduce([flat]))
-            for g, avg in zip(tensors, torch._utils._unflatten_dense_tensors(flat, tensors)):
-                g.copy_(avg)
-
-    def _wait(self, work) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not work.is_completed():
-            STOP.check()
-            if time.monotonic() > deadline:
-                raise ChannelTimeout(f"the gradient all-reduce of {self.label or 'the replicas'} did not finish "
-                                     f"within {self.timeout:.0f}s")
-            time.sleep(_POLL_S)
-        try:
-            work.wait()
-        except RuntimeError as exc:  # gloo's closed connection: the symptom of a replica's death, not a bug
-            raise ChannelError(f"the gradient all-reduce of {self.label or 'the replicas'} failed: "
-                               f"{short(exc)}") from None

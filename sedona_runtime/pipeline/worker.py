@@ -20,7 +20,8 @@ from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
 from sedona_runtime.pipeline.placement import Placement
 from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, block_name, rpc_setup, short
-from sedona_runtime.pipeline.replicas import GradSync, layout_of, replica_group
+from sedona_runtime.pipeline.grad_sync import GradSync
+from sedona_runtime.pipeline.replicas import layout_of, replica_group
 from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, open_store, use_interface
 from sedona_runtime.pipeline.rpc_channel import RpcSendChannel
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, start_rpc, stop_rpc

@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 
 from sedona_runtime.pipeline.messages import Batch
-from sedona_runtime.pipeline.replicas import GradSync, Layout, check_shards, shard_batch
+from sedona_runtime.pipeline.grad_sync import GradSync
+from sedona_runtime.pipeline.replicas import Layout, check_shards, shard_batch
 from sedona_runtime.utils.errors import SedonaError
 
 
@@ -64,22 +65,32 @@ def test_shards_split_x_labels_and_draws_and_one_replica_is_the_batch():
         check_shards(32, 3)
 
 
-def _synced(R: int) -> tuple[list[torch.nn.Module], list[list[torch.Tensor]]]:
-    """R replicas (threads here, one gloo group on one store) with random float64 gradients, after GradSync;
-    and each replica's gradients before it."""
+def _synced(R: int, **buckets) -> tuple[list[torch.nn.Module], list[list[torch.Tensor]]]:
+    """R replicas (threads here, one gloo group on one store) of a small float64 net, each running backward on
+    its own input with GradSync hooked in; and each replica's own gradients (from an unhooked copy)."""
+    import copy
+
     store = dist.HashStore()
     gen = torch.Generator().manual_seed(R)
-    nets = [torch.nn.Linear(50, 20).double() for _ in range(R)]
-    for net in nets:
-        for p in net.parameters():
-            p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-    before = [[p.grad.clone() for p in net.parameters()] for net in nets]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(50, 20), torch.nn.Tanh(), torch.nn.Linear(20, 5)).double()
+    nets = [copy.deepcopy(net) for _ in range(R)]
+    xs = [torch.randn(8, 50, generator=gen, dtype=torch.float64) for _ in range(R)]
+    before = []
+    for x in xs:
+        plain = copy.deepcopy(net)
+        plain(x).square().sum().backward()
+        before.append([p.grad.clone() for p in plain.parameters()])
     errors: list = []
 
     def replica(r: int) -> None:
         try:
             group = dist.ProcessGroupGloo(dist.PrefixStore("g", store), r, R, datetime.timedelta(seconds=30))
-            GradSync(group, nets[r], R, 30.0)()
+            sync = GradSync(group, nets[r], R, 30.0, **buckets)
+            for _ in range(2):  # twice: the buckets are reset for the next step
+                nets[r].zero_grad(set_to_none=True)
+                nets[r](xs[r]).square().sum().backward()
+                sync()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -92,9 +103,15 @@ def _synced(R: int) -> tuple[list[torch.nn.Module], list[list[torch.Tensor]]]:
     return nets, before
 
 
-def test_grad_sync_of_two_is_the_shard_average_bitwise():
-    """R = 2: g0/2 + g1/2 in either order, the sharded reference's sum (training/sharded.py)."""
-    nets, before = _synced(2)
+@pytest.mark.parametrize("buckets", [{}, {"bucket_bytes": 200, "first_bucket_bytes": 100}])
+def test_grad_sync_of_two_is_the_shard_average_bitwise(buckets):
+    """R = 2: g0/2 + g1/2 in either order, the sharded reference's sum (training/sharded.py); in one bucket
+    or in several launched during backward."""
+    nets, before = _synced(2, **buckets)
+    import copy
+
+    # small buckets: [last bias, last weight] leaves during backward, [first bias, first weight] after
+    assert len(GradSync(None, copy.deepcopy(nets[0]), 2, 1.0, **buckets).buckets) == (1 if not buckets else 2)
     want = [a / 2 + b / 2 for a, b in zip(*before)]
     for net in nets:
         assert all(torch.equal(p.grad, w) for p, w in zip(net.parameters(), want))
