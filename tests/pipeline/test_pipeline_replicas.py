@@ -197,3 +197,29 @@ def test_two_torchrun_nodes_run_the_replicas(tmp_path, sharded_reference):
     assert sum("test accuracy" in out for out, _ in outs) == 1
     ref = torch.load(sharded_reference / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     assert_same_weights(block_files(run_dir, STEPS), [b["block"] for b in ref["blocks"]])
+
+
+def test_one_block_with_replicas_is_data_parallel_backprop(tmp_path):
+    """--blocks 1 --replicas 2 (the benchmark's DDP row) equals backprop on 2 shards per batch, bitwise."""
+    from sedona_runtime.cli.greedy import _parser, build_config
+    from sedona_runtime.training.greedy import train
+
+    # ARGS without its --blocks/--replicas; the later --decoupling and --steps override the earlier ones
+    args = [*ARGS[4:], "--blocks", "1", "--replicas", "2", "--decoupling", "backprop", "--steps", "6",
+            "--eval-interval", "3", "--checkpoint-interval", "3"]
+    ref_dir = tmp_path / "single"
+    pcfg = build_config(_parser().parse_args([*args, "--out", str(ref_dir)]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(dataclasses.replace(pcfg.train, device="cpu"), shards=2)
+    finally:
+        torch.set_num_threads(threads)
+    run_dir = tmp_path / "run"
+    run_to_end([*args, "--transport", "rpc", "--out", str(run_dir)], timeout=170)
+    ref = torch.load(ref_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    got = torch.load(run_dir / "checkpoints" / "blocks" / f"step_{6:08d}" / "block1.pt", map_location="cpu",
+                     weights_only=False)["blocks"][0]["block"]
+    assert_same_weights([got], [ref["blocks"][0]["block"]])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test"] == json.loads((ref_dir / "summary.json").read_text())["test"] and summary["K"] == 1
