@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
     p.add_argument("--devices", help="auto (default: cuda:i per block when GPUs exist, else CPU core sets), "
-                                     "cpu, cuda, or a comma list with one device per block")
+                                     "cpu, cuda, or a comma list with one device per block (with --replicas: per block "
+                                     "process, in rank order)")
     p.add_argument("--threads", type=int, help="torch threads per block (default 0: one per core of its set)")
     p.add_argument("--queue-depth", type=int, help="items a block's input queue holds (backpressure; default 2)")
     p.add_argument("--window", type=int, help="unacknowledged puts a sender may have in flight (default 2)")

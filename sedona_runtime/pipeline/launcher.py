@@ -157,7 +157,8 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     mode = check_world(pcfg, world)
     pcfg = resolve(pcfg)
     layout = layout_of(pcfg)
-    explicit = parse_devices(pcfg.devices, layout.processes)
+    explicit = parse_devices(pcfg.devices, layout.processes, "blocks" if layout.replicas == 1 else
+                             f"block processes ({layout.blocks} blocks x {layout.replicas} replicas, in rank order)")
     if pcfg.iface:
         rendezvous.check_interface(pcfg.iface)
     if world.rank != 0:
