@@ -78,9 +78,10 @@ def child_entry() -> int:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    pcfg, index, world_size, meeting, place = pickle.load(sys.stdin.buffer)
-    logging.basicConfig(level=logging.WARNING, format=f"[block{index}] %(levelname)s %(name)s: %(message)s")
-    code = run_stage(pcfg, index, world_size, meeting, place)
+    pcfg, rank, world_size, meeting, place = pickle.load(sys.stdin.buffer)
+    label = layout_of(pcfg).label(rank)  # block{k}, or "block{k} replica {r}"
+    logging.basicConfig(level=logging.WARNING, format=f"[{label}] %(levelname)s %(name)s: %(message)s")
+    code = run_stage(pcfg, rank, world_size, meeting, place)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: the RPC agent is already stopped
