@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
                                  "itself) or K+1 (rank 0 coordinator, ranks 1..K the blocks; spans machines).")
     p.add_argument("--blocks", type=int, help="K: number of blocks/processes (= the decoupling's K); required "
                                               "unless --resume reads it from the run's config.json")
+    p.add_argument("--replicas", type=int,
+                   help="R: processes per block (default 1); each trains on 1/R of every batch and the R replicas "
+                        "of a block average its gradients (c10d all-reduce) before each step: K*R processes. "
+                        "--blocks 1 --replicas R is plain data-parallel backprop")
+    p.add_argument("--replica-placement", choices=("rows", "blocks"),
+                   help="which block processes get consecutive ranks (torchrun: the same machine): rows (default: "
+                        "a replica row, activations stay local) or blocks (a block's replicas, all-reduces stay "
+                        "local)")
     p.add_argument("--decoupling", help="a shipped name (resnet152_k4.json), a decoupling file, dgl:K, predsim:K or "
                                         "sedona:K; required unless --resume")
     p.add_argument("--arch", help="architecture (default: the decoupling's, else small)")
@@ -50,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
     p.add_argument("--devices", help="auto (default: cuda:i per block when GPUs exist, else CPU core sets), "
-                                     "cpu, cuda, or a comma list with one device per block")
+                                     "cpu, cuda, or a comma list with one device per block (with --replicas: per block "
+                                     "process, in rank order)")
     p.add_argument("--threads", type=int, help="torch threads per block (default 0: one per core of its set)")
     p.add_argument("--queue-depth", type=int, help="items a block's input queue holds (backpressure; default 2)")
     p.add_argument("--window", type=int, help="unacknowledged puts a sender may have in flight (default 2)")
@@ -79,7 +88,9 @@ def _default_arch(decoupling: str) -> str:
 
 # Pipeline settings a resumed run keeps from its config.json unless given again (they change how the
 # run is spread over processes, never what it computes). Everything else is fixed by the saved config.
-_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface")
+# --replicas may change on resume while the batch still splits (the checkpoints are one file per block).
+_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface",
+                   "replicas", "replica_placement")
 
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
@@ -134,7 +145,9 @@ class PlainPipelineReporter(PipelineReporter):
     def start(self, info: RunInfo) -> None:
         self._t0, self._start_step, self._total = self.clock(), info.start_step, info.total_steps
         self._done = (info.start_step, info.start_step)
-        self.lines.emit(f"pipeline: {len(info.blocks)} block processes, {info.total_steps} steps"
+        # With replicas the coordinator's description says how many processes: "2 blocks x 2 replicas (...)".
+        what = info.device if " replicas " in info.device else f"{len(info.blocks)} block processes"
+        self.lines.emit(f"pipeline: {what}, {info.total_steps} steps"
                         + (f" (resuming at {info.start_step})" if info.start_step else ""))
         for line in info.blocks + info.notes:
             self._print(f"  {line}")

@@ -39,7 +39,7 @@ def core_sets(slots: int, cores: list[int] | None = None) -> list[list[int]]:
     return out
 
 
-def parse_devices(spec: str, count: int) -> list[str] | None:
+def parse_devices(spec: str, count: int, unit: str = "blocks") -> list[str] | None:
     """Validate a device spec for `count` blocks: 'auto', 'cpu', 'cuda' or a comma list (one per block).
 
     Returns the explicit per-block list, or None for auto/cpu/cuda (resolved per process by slot).
@@ -62,7 +62,7 @@ def parse_devices(spec: str, count: int) -> list[str] | None:
             raise SedonaError(f"--devices: {dev!r} is not a device: use auto, cpu, cuda, or a comma list with one "
                               f"device per block (cpu or cuda:N, e.g. {example})") from None
     if len(items) != count:
-        raise SedonaError(f"--devices lists {len(items)} device(s) but the pipeline has {count} blocks")
+        raise SedonaError(f"--devices lists {len(items)} device(s) but the pipeline has {count} {unit}")
     for dev in items:
         d = torch.device(dev)
         if d.type == "cuda":

@@ -21,15 +21,18 @@ _GRACE_S = 0.5  # after the first failure, wait this long for a more telling one
 class Collector:
     """Thread-safe store of what the blocks reported, fed by a thread draining the inbox."""
 
-    def __init__(self, inbox: RecvChannel, blocks: int) -> None:
+    def __init__(self, inbox: RecvChannel, blocks: int, processes: int | None = None) -> None:
+        # `processes`: K*R with replicas; `ready` and `finals` hold every process (replica r > 0 keyed
+        # (block, r)), the per-step tables replica 0's K reports.
         self.inbox, self.K = inbox, blocks
+        self.processes = processes or blocks
         self.lock = threading.Condition()
         self.metrics: dict[int, dict] = {}                       # latest stats per block
         self.metrics_by_step: dict[int, dict[int, dict]] = defaultdict(dict)
         self.saved: dict[int, set[int]] = defaultdict(set)
         self.candidates: dict[int, set[int]] = defaultdict(set)   # step -> blocks that wrote their weights
         self.rounds = EvalRounds(blocks)                             # evaluation logits, counted as they come
-        self.ready: set[int] = set()                              # blocks built and connected
+        self.ready: set = set()                                   # block processes built and connected
         self.last_report = time.monotonic()                       # when anything last arrived (progress)
         self.finals: dict[int, dict] = {}
         self.final_steps: dict[int, int] = {}
@@ -85,8 +88,9 @@ class Collector:
     def _record(self, r: Report) -> None:
         with self.lock:
             self.last_report = time.monotonic()
+            who = (r.block, r.extra["replica"]) if r.extra.get("replica") else r.block
             if r.kind == "ready":
-                self.ready.add(r.block)
+                self.ready.add(who)
             elif r.kind == "metrics":
                 self.metrics[r.block] = r.data
                 self.metrics_by_step[r.step][r.block] = r.data
@@ -97,9 +101,9 @@ class Collector:
             elif r.kind == "logits":
                 self.rounds.add(r.block, r.step, r.data)
             elif r.kind == "final":
-                self.finals[r.block] = r.data
-                self.final_steps[r.block] = r.step
-                if "timeline" in r.extra:
+                self.finals[who] = r.data
+                self.final_steps[who] = r.step
+                if "timeline" in r.extra and who == r.block:  # replica 0's (benchmarks)
                     self.timelines[r.block] = r.extra["timeline"]
             self.lock.notify_all()
 

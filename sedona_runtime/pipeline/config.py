@@ -16,6 +16,8 @@ class PipelineConfig:
 
     train: TrainConfig = field(default_factory=TrainConfig)
     blocks: int = 4                 # K: one process per block (must equal the decoupling's K)
+    replicas: int = 1               # R: processes per block, each on its shard of every batch (replicas.py)
+    replica_placement: str = "rows"  # rows | blocks: which block processes get consecutive ranks (replicas.py)
     queue_depth: int = 2            # items a block's input queue accepts before the sender waits
     window: int = 2                 # puts a sender may have in flight, unacknowledged
     devices: str = "auto"           # auto | cpu | cuda | comma list with one device per block
@@ -40,6 +42,9 @@ class PipelineConfig:
     def validate(self) -> None:
         checks = [
             (self.blocks >= 1, f"--blocks must be >= 1, got {self.blocks}"),
+            (self.replicas >= 1, f"--replicas must be >= 1, got {self.replicas}"),
+            (self.replica_placement in ("rows", "blocks"),
+             f"--replica-placement must be rows or blocks, got {self.replica_placement!r}"),
             (self.queue_depth >= 1, f"--queue-depth must be >= 1, got {self.queue_depth}"),
             (self.window >= 1, f"--window must be >= 1, got {self.window}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),

@@ -18,8 +18,8 @@ from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
-from sedona_runtime.pipeline.protocol import (COORDINATOR, INBOX, STATE, SetupBroker, block_name, rpc_release,
-                                              short)
+from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, SetupBroker, rpc_release, short
+from sedona_runtime.pipeline.replicas import layout_of, shard_batch
 from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, use_interface
 from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc, stop_rpc
@@ -85,21 +85,25 @@ class Coordinator:
         self.counted: dict[int, float] = {}   # validation step -> top-1 error, until its candidate is settled
         self.start_step = 0
         self.fed = 0
-        self.peers = [block_name(i) for i in range(1, self.K + 1)]
+        # K blocks x R replicas (replicas.py): K*R block processes; replica 0 of each block reports metrics,
+        # checkpoints and logits, every process reports ready and final.
+        self.layout = layout_of(pcfg)
+        self.R, self.processes = self.layout.replicas, self.layout.processes
+        self.peers = [self.layout.name(i) for i in range(1, self.processes + 1)]
         self.transport = Transport(pcfg.transport, 0, self.K, depth=pcfg.queue_depth, window=pcfg.window,
-                                   timeout=pcfg.timeout)
+                                   timeout=pcfg.timeout, layout=self.layout)
 
     # -- setup ------------------------------------------------------------------------------------
     def connect(self) -> None:
         """Join the group, hand every block the run's setup, open the feed to block 1."""
         token = secrets.token_hex(16)
         atomic_write_text(self.run_dir.path / TOKEN, token)
-        STATE.broker = broker = SetupBroker(self.K, {
+        STATE.broker = broker = SetupBroker(self.processes, {
             "train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
             "resume_step": self.start_step or None, "preprocess": self.preprocess,
             "token": {"path": str(Path(self.run_dir.path).resolve() / TOKEN), "value": token}})
-        self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.K))
-        self.collector = Collector(self.inbox, self.K)
+        self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.processes))
+        self.collector = Collector(self.inbox, self.K, self.processes)
         use_interface(self.meeting.iface)
         done, err = threading.Event(), []
 
@@ -121,17 +125,21 @@ class Coordinator:
         if err:
             raise PipelineFailed(f"cannot join the RPC group: {short(err[0])}")
         self.collector.start()
-        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
+        labels = {self.layout.name(i): self.layout.label(i) for i in range(1, self.processes + 1)}
+        # A silent peer is named as the messages name it ("block1 replica 1"; R = 1: its RPC name).
+        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why.replace(
+                                     f"process {peer} ", f"process {labels.get(peer, peer)} ", 1)),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
         self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
         for line in sharing_notes(broker.setup["placements"]):
             self.reporter.note(line)
         # Building the blocks (and loading a resumed checkpoint) can fail: watch for that before the
         # p2p transport's barrier, which would only time out.
-        self._wait(lambda: len(self.collector.ready) == self.K, f"not every block was built within {start:.0f}s",
+        self._wait(lambda: len(self.collector.ready) == self.processes, f"not every block was built within {start:.0f}s",
                    start)
         self.transport.connect(broker.setup["placements"], self.store)
         self.out = self.transport.output
+        self.outs = self.transport.outputs  # one per replica of block 1
 
     def _wait(self, done: Callable[[], bool], timeout_message: str, timeout: float) -> None:
         """Wait for `done()` while watching the launched processes, the blocks' reports and the stop signal."""
@@ -156,7 +164,9 @@ class Coordinator:
         notes = ([network_line(self.cfg, self.parts.bundle.input_shape)]
                  + [n for n in [getattr(self.parts.bundle, "note", ""), self.parts.decoupling.source] if n] + self.notes)
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
-                                    f"{self.K} processes ({self.pcfg.transport} transport)", notes))
+                                    (f"{self.K} processes" if self.R == 1 else
+                                     f"{self.K} blocks x {self.R} replicas ({self.processes} processes)")
+                                    + f" ({self.pcfg.transport} transport)", notes))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
         # While the blocks train, they own the cores. The coordinator's work (reading batches, counting
         # logits) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and, measured
@@ -281,26 +291,37 @@ class Coordinator:
         for task, raw in zip(plan, batches):
             if task.split == "train":
                 if pending is not None:  # the checkpoint of the step before (after its validation)
-                    self.out.put(Marker("checkpoint", pending), self.timeout)
+                    self._put_all(Marker("checkpoint", pending))
                     saved, pending = pending, None
                 if stop is not None and stop.is_set():
                     break
                 self._check()
-                self.out.put(Batch(task.step, raw.x, raw.y, raw.draws, raw=True), self.timeout)
+                # Replica r of block 1 gets shard r (R = 1: the batch itself).
+                for out, shard in zip(self.outs, shard_batch(Batch(task.step, raw.x, raw.y, raw.draws, raw=True),
+                                                             self.R)):
+                    out.put(shard, self.timeout)
                 s = self.fed = task.step + 1
                 if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
                     pending = s
             else:
                 if task.split == "val" and task.index == 0:
-                    self.out.put(Marker("validate", task.step), self.timeout)
+                    self._put_all(Marker("validate", task.step))
+                # Evaluation runs down replica row 0 only, whole batches: replica 0's weights and running
+                # statistics are the block's (replicas.py), counted exactly as without replicas.
                 self.out.put(EvalBatch(task.split, task.step, task.index, task.count, raw.x, raw.y, raw=True),
                              self.timeout)
                 self._check()
             self.service()
         if saved != self.fed or self.fed == total:
-            self.out.put(Marker("checkpoint", self.fed), self.timeout)
-        self.out.close(self.timeout)
+            self._put_all(Marker("checkpoint", self.fed))
+        for out in self.outs:
+            out.close(self.timeout)
         return self.fed
+
+    def _put_all(self, marker: Marker) -> None:
+        """A marker travels down every replica row (each replica's step count is checked against it)."""
+        for out in self.outs:
+            out.put(marker, self.timeout)
 
     def drain(self, last: int) -> None:
         """Wait (bounded) for every block's end, the checkpoint of step `last` and every evaluation round;
@@ -310,7 +331,7 @@ class Coordinator:
             self._check()
             self.service()
             with c.lock:
-                if (len(c.finals) == self.K and not c.saved.get(last, set()) ^ set(range(1, self.K + 1))
+                if (len(c.finals) == self.processes and not c.saved.get(last, set()) ^ set(range(1, self.K + 1))
                         and not c.rounds.busy() and not self.counted):
                     break
                 c.lock.wait(0.05)
@@ -403,7 +424,8 @@ class Coordinator:
             "peak_memory_kind": _one_kind([s.get("memory_kind", "") for s in stats]),
             "device": "pipeline",
             "pipeline": {"blocks": stats, "transport": self.pcfg.transport, "queue_depth": self.pcfg.queue_depth,
-                         "window": self.pcfg.window, "world_size": self.world_size,
+                         "window": self.pcfg.window, "world_size": self.world_size, "replicas": self.R,
+                         "replica_placement": self.pcfg.replica_placement,
                          "resumed_from": self.start_step or None},
         }
         if self.last_val is not None:

@@ -1,4 +1,4 @@
-"""Starting a pipelined run: self-launched block processes (world size 1) or torchrun's (world size K+1)."""
+"""Starting a pipelined run: self-launched block processes (world size 1) or torchrun's (world size K*R+1)."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +20,7 @@ from sedona_runtime.pipeline.config import PipelineConfig
 from sedona_runtime.pipeline.coordinator import Coordinator, PipelineFailed, PipelineReporter
 from sedona_runtime.pipeline.placement import Placement, local_placements, place_block
 from sedona_runtime.pipeline.rendezvous import Meeting
+from sedona_runtime.pipeline.replicas import check_shards, layout_of
 from sedona_runtime.pipeline.worker import run_stage
 from sedona_runtime.training.config import resolve_defaults
 from sedona_runtime.utils.config import to_dict
@@ -47,20 +48,26 @@ class World:
 
 
 def check_world(pcfg: PipelineConfig, world: World) -> str:
-    """'spawn' (start the K blocks here) or 'torchrun' (use the group); SedonaError on a mismatch."""
-    k = pcfg.blocks
+    """'spawn' (start the K*R block processes here) or 'torchrun' (use the group); SedonaError on a mismatch."""
+    k, r = pcfg.blocks, pcfg.replicas
     if world.size == 1:
         return "spawn"
-    if world.size == k + 1:
+    if world.size == k * r + 1:
         return "torchrun"
-    raise SedonaError(f"world size {world.size} does not fit --blocks {k}: start 1 process (it launches the "
-                      f"{k} blocks itself) or {k + 1} (rank 0 coordinator + one per block)")
+    if r == 1:
+        raise SedonaError(f"world size {world.size} does not fit --blocks {k}: start 1 process (it launches the "
+                          f"{k} blocks itself) or {k + 1} (rank 0 coordinator + one per block)")
+    raise SedonaError(f"world size {world.size} does not fit --blocks {k} --replicas {r}: start 1 process (it "
+                      f"launches the {k * r} block processes itself) or {k * r + 1} (rank 0 coordinator + one per "
+                      "block replica)")
 
 
 def resolve(pcfg: PipelineConfig) -> PipelineConfig:
     """Validate the pipeline settings and fill the training defaults (exactly as the single-process trainer)."""
     pcfg.validate()
-    return dataclasses.replace(pcfg, train=resolve_defaults(pcfg.train))
+    pcfg = dataclasses.replace(pcfg, train=resolve_defaults(pcfg.train))
+    check_shards(pcfg.train.batch_size, pcfg.replicas)  # the shard rule: R equal shards of every batch
+    return pcfg
 
 
 def child_entry() -> int:
@@ -71,9 +78,10 @@ def child_entry() -> int:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    pcfg, index, world_size, meeting, place = pickle.load(sys.stdin.buffer)
-    logging.basicConfig(level=logging.WARNING, format=f"[block{index}] %(levelname)s %(name)s: %(message)s")
-    code = run_stage(pcfg, index, world_size, meeting, place)
+    pcfg, rank, world_size, meeting, place = pickle.load(sys.stdin.buffer)
+    label = layout_of(pcfg).label(rank)  # block{k}, or "block{k} replica {r}"
+    logging.basicConfig(level=logging.WARNING, format=f"[{label}] %(levelname)s %(name)s: %(message)s")
+    code = run_stage(pcfg, rank, world_size, meeting, place)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # skip interpreter teardown: the RPC agent is already stopped
@@ -88,13 +96,16 @@ class Children:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
+        self.labels: list[str] = []  # how messages name each process (replicas.Layout.label)
 
     def start(self, pcfg: PipelineConfig, meeting: Meeting, places: list[Placement]) -> None:
         code = "import sys; from sedona_runtime.pipeline.launcher import child_entry; sys.exit(child_entry())"
+        layout = layout_of(pcfg)
+        self.labels = [layout.label(i) for i in range(1, len(places) + 1)]
         for i, place in enumerate(places, start=1):
             p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
             self.procs.append(p)
-            p.stdin.write(pickle.dumps((pcfg, i, pcfg.blocks + 1, meeting, place)))
+            p.stdin.write(pickle.dumps((pcfg, i, layout.world_size, meeting, place)))
             p.stdin.close()
 
     def pids(self) -> list[int]:
@@ -115,9 +126,9 @@ class Children:
                     name = signal.Signals(-code).name
                 except ValueError:
                     name = f"signal {-code}"
-                cand = (DIED, f"block{i} (pid {p.pid}) was killed by {name}")
+                cand = (DIED, f"{self.labels[i - 1]} (pid {p.pid}) was killed by {name}")
             else:
-                cand = (EXITED, f"block{i} (pid {p.pid}) exited with code {code}")
+                cand = (EXITED, f"{self.labels[i - 1]} (pid {p.pid}) exited with code {code}")
             if worst is None or cand[0] < worst[0]:
                 worst = cand
         return worst
@@ -129,7 +140,7 @@ class Children:
             try:
                 p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("killing block%d (pid %d), still running after %.0fs", i, p.pid, grace)
+                log.warning("killing %s (pid %d), still running after %.0fs", self.labels[i - 1], p.pid, grace)
                 p.kill()
                 p.wait(5.0)
 
@@ -146,11 +157,15 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
     world = world or World.from_env()
     mode = check_world(pcfg, world)
     pcfg = resolve(pcfg)
-    explicit = parse_devices(pcfg.devices, pcfg.blocks)
+    layout = layout_of(pcfg)
+    explicit = parse_devices(pcfg.devices, layout.processes, "blocks" if layout.replicas == 1 else
+                             f"block processes ({layout.blocks} blocks x {layout.replicas} replicas, in rank order)")
     if pcfg.iface:
         rendezvous.check_interface(pcfg.iface)
     if world.rank != 0:
-        place = place_block(pcfg.devices, explicit, pcfg.threads, world.rank, world.local_rank, world.local_size)
+        nxt = layout.next_ranks(world.rank) if layout.replicas > 1 else [-1]
+        place = place_block(pcfg.devices, explicit, pcfg.threads, world.rank, world.local_rank, world.local_size,
+                            nxt[0] if nxt else None)
         return run_stage(pcfg, world.rank, world.size, Meeting(iface=pcfg.iface), place)
 
     # Every process reads and writes the run directory by the coordinator's absolute path.
@@ -191,7 +206,8 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
                 record = None
                 ckpt.remove_all(run.checkpoints)  # a replaced (--overwrite) pipeline run's checkpoints
                 run.write_config(resolved)
-            places = local_placements(pcfg.devices, explicit, pcfg.threads, pcfg.blocks) if mode == "spawn" else []
+            places = (local_placements(pcfg.devices, explicit, pcfg.threads, pcfg.blocks, layout) if mode == "spawn"
+                      else [])
             return _coordinate(pcfg, parts, run, record, meeting, listener, world, places, reporter)
     finally:
         if listener is not None:
@@ -206,9 +222,10 @@ def _coordinate(pcfg: PipelineConfig, parts, run, record: dict | None, meeting: 
     children = Children()
     ok = False
     try:
-        store = (rendezvous.serve_store(listener, pcfg.blocks + 1, pcfg.timeout) if listener is not None
+        world_size = layout_of(pcfg).world_size
+        store = (rendezvous.serve_store(listener, world_size, pcfg.timeout) if listener is not None
                  else rendezvous.env_store(0, world.size, pcfg.timeout))
-        coord = Coordinator(pcfg, parts, run, pcfg.blocks + 1, meeting, store, reporter, children.failure,
+        coord = Coordinator(pcfg, parts, run, world_size, meeting, store, reporter, children.failure,
                             workers=data_workers(parts))
         if record is not None:
             coord.start_step = int(record["step"])

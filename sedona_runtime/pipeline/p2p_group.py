@@ -7,19 +7,21 @@ import warnings
 import torch.distributed as dist
 
 
-def nccl_edges(placements: dict[int, dict], blocks: int) -> list[tuple[int, int]]:
-    """Block-to-block edges (i, i+1) whose ends are CUDA devices NCCL can pair: different GPUs or machines.
+def nccl_edges(placements: dict[int, dict], blocks: int,
+               edges: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """Block-to-block edges (i, i+1) (or the rank pairs `edges`, with replicas) whose ends are CUDA devices
+    NCCL can pair: different GPUs or machines.
 
     Two processes on one GPU cannot share an NCCL communicator; such an edge (and any edge with a CPU
     end, the coordinator's included) uses gloo through pinned host memory.
     """
-    edges = []
-    for i in range(1, blocks):
-        a, b = placements[i], placements[i + 1]
+    out = []
+    for i, j in edges if edges is not None else [(i, i + 1) for i in range(1, blocks)]:
+        a, b = placements[i], placements[j]
         if a["device"].startswith("cuda") and b["device"].startswith("cuda"):
             if a.get("host") != b.get("host") or a["device"] != b["device"]:
-                edges.append((i, i + 1))
-    return edges
+                out.append((i, j))
+    return out
 
 
 def join(store: dist.Store, rank: int, world_size: int, timeout: float,

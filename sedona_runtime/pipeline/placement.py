@@ -20,7 +20,7 @@ class Placement:
 
 
 def place_block(devices: str, explicit: list[str] | None, threads: int, rank: int, local_rank: int,
-                local_size: int) -> Placement:
+                local_size: int, next_rank: int | None = -1) -> Placement:
     """The placement of block `rank`, the only rule for both launch modes.
 
     The blocks on one machine take slots 0..n-1 in rank order. On the coordinator's machine (the one
@@ -30,23 +30,33 @@ def place_block(devices: str, explicit: list[str] | None, threads: int, rank: in
     exists and --devices is not cpu, else cpu. CPU cores: set `slot` of n disjoint sets of the cores
     this process may use (round-robin single cores when n exceeds them). The coordinator needs no
     placement: it uses no GPU and one CPU thread while the blocks train.
+    `next_rank`: the rank this block feeds (None: none; -1: rank + 1, a run without replicas); with
+    replicas (pipeline/replicas.py) ranks are block processes, an explicit list has one device per rank.
     """
     with_coordinator = rank - local_rank == 0
     slot = local_rank - 1 if with_coordinator else local_rank
     n = local_size - 1 if with_coordinator else local_size
     device = str(explicit[rank - 1]) if explicit is not None else str(resolve_device(devices, slot))
     nxt = None
-    if local_rank + 1 < local_size:  # ranks are contiguous per machine: the next block runs here too
+    if next_rank == -1:
+        next_rank = rank + 1
+    # Ranks are contiguous per machine: the next block runs here when its rank is in this machine's range.
+    if next_rank is not None and rank < next_rank < rank - local_rank + local_size:
         if explicit is None:
-            nxt = str(resolve_device(devices, slot + 1))
-        elif rank < len(explicit):
-            nxt = str(explicit[rank])
+            nxt = str(resolve_device(devices, slot + next_rank - rank))
+        elif next_rank <= len(explicit):
+            nxt = str(explicit[next_rank - 1])
     return Placement(rank=rank, device=device, cores=core_sets(n)[slot], threads=threads, next_device=nxt)
 
 
-def local_placements(devices: str, explicit: list[str] | None, threads: int, blocks: int) -> list[Placement]:
-    """Blocks 1..K all on this machine next to the coordinator (the self-launched run)."""
-    return [place_block(devices, explicit, threads, i, i, blocks + 1) for i in range(1, blocks + 1)]
+def local_placements(devices: str, explicit: list[str] | None, threads: int, blocks: int,
+                     layout=None) -> list[Placement]:
+    """Block processes 1..K (K*R with a replicas.Layout) all on this machine next to the coordinator."""
+    if layout is None or layout.replicas == 1:
+        return [place_block(devices, explicit, threads, i, i, blocks + 1) for i in range(1, blocks + 1)]
+    n = layout.processes
+    return [place_block(devices, explicit, threads, i, i, n + 1, next(iter(layout.next_ranks(i)), None))
+            for i in range(1, n + 1)]
 
 
 def sharing_notes(placements: dict[int, dict], available: int | None = None) -> list[str]:

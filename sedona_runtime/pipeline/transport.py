@@ -32,14 +32,19 @@ class Transport:
     """Opens and closes the channels of rank `rank` in a run of `blocks` blocks."""
 
     def __init__(self, kind: str, rank: int, blocks: int, *, depth: int, window: int, timeout: float,
-                 device: str = "cpu", device_maps: bool = False) -> None:
+                 device: str = "cpu", device_maps: bool = False, layout=None) -> None:
         if kind not in TRANSPORTS:
             raise ValueError(f"unknown transport {kind!r} (known: {', '.join(TRANSPORTS)})")
         self.kind, self.rank, self.K = kind, rank, blocks
         self.depth, self.window, self.timeout = depth, window, timeout
         self.device, self.device_maps = torch.device(device), device_maps
+        from sedona_runtime.pipeline.replicas import Layout
+
+        # K blocks x R replicas (replicas.Layout): who feeds whom; R = 1 is rank i -> rank i + 1.
+        self.layout = layout or Layout(blocks)
         self.input: RecvChannel | None = None
-        self.output: SendChannel | None = None
+        self.output: SendChannel | None = None   # the first (with replicas, the coordinator has R)
+        self.outputs: list[SendChannel] = []
         self._joined = False
 
     def before_join(self) -> None:
@@ -52,25 +57,26 @@ class Transport:
 
         p2p joins a c10d group of all K + 1 ranks: every rank calls this, the coordinator too.
         """
-        nxt = self.rank + 1 if self.rank < self.K else None
+        lay = self.layout
+        nexts = lay.next_ranks(self.rank)
         if self.kind == "rpc":
-            if nxt is not None:
-                direct = self.device_maps and self.rank > 0 and self.device.type == "cuda"
-                self.output = RpcSendChannel(block_name(nxt), INPUT_QUEUE, self.window, device_map=direct)
+            direct = self.device_maps and self.rank > 0 and self.device.type == "cuda"
+            self.outputs = [RpcSendChannel(lay.name(n), INPUT_QUEUE, self.window, device_map=direct) for n in nexts]
+            self.output = self.outputs[0] if self.outputs else None
             return
-        nccl = p2p_group.nccl_edges(placements, self.K)
-        groups = p2p_group.join(store, self.rank, self.K + 1, max(2 * self.timeout, START_TIMEOUT_S), nccl)
+        nccl = p2p_group.nccl_edges(placements, self.K, lay.edges())
+        groups = p2p_group.join(store, self.rank, lay.world_size, max(2 * self.timeout, START_TIMEOUT_S), nccl)
         self._joined = True
         if self.rank > 0:
-            edge = (self.rank - 1, self.rank)
-            self.input = P2pRecvChannel(self._edge(self.rank - 1, groups.get(edge)), self.depth, self.device)
-        if nxt is not None:
-            self.output = P2pSendChannel(self._edge(nxt, groups.get((self.rank, nxt))), self.window)
+            prev = lay.prev_rank(self.rank)
+            self.input = P2pRecvChannel(self._edge(prev, groups.get((prev, self.rank))), self.depth, self.device)
+        self.outputs = [P2pSendChannel(self._edge(n, groups.get((self.rank, n))), self.window) for n in nexts]
+        self.output = self.outputs[0] if self.outputs else None
 
     def _edge(self, peer: int, group) -> Edge:
         # The thread's c10d waits are bounded by twice the run's timeout, so that the block's own bounded
         # wait (one --timeout) reports a stall first, with the better message.
-        return Edge(peer, rank_name(peer), group, group is not None, 2 * self.timeout)
+        return Edge(peer, self.layout.name(peer), group, group is not None, 2 * self.timeout)
 
     def close(self, graceful: bool) -> None:
         """Release the channels; leave the c10d group after a clean run (a failed one exits without it)."""

@@ -20,6 +20,8 @@ from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
 from sedona_runtime.pipeline.placement import Placement
 from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, block_name, rpc_setup, short
+from sedona_runtime.pipeline.grad_sync import GradSync
+from sedona_runtime.pipeline.replicas import layout_of, replica_group
 from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, open_store, use_interface
 from sedona_runtime.pipeline.rpc_channel import RpcSendChannel
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, start_rpc, stop_rpc
@@ -32,19 +34,32 @@ log = logging.getLogger(__name__)
 
 
 class Stage:
-    """The loop of block `index`: get (step, x, y) -> train_step -> put (step, out, y) to the next block."""
+    """The loop of block `index`: get (step, x, y) -> train_step -> put (step, out, y) to the next block.
 
-    def __init__(self, pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> None:
-        self.pcfg, self.index, self.world_size = pcfg, index, world_size
+    `rank` is this process's rank; with R replicas per block (replicas.py) it runs replica `replica` of
+    block `index`: it trains on its shard, averages gradients with the block's other replicas, and only
+    replica 0 writes (checkpoints, best-weights candidates), evaluates and reports metrics.
+    """
+
+    def __init__(self, pcfg: PipelineConfig, rank: int, world_size: int, meeting: Meeting, place: Placement) -> None:
+        self.layout = layout_of(pcfg)
+        self.rank = rank
+        self.index, self.replica = self.layout.block_of(rank)
+        self.name, self.label = self.layout.name(rank), self.layout.label(rank)
+        self.writes = self.replica == 0
+        self.pcfg, self.world_size = pcfg, world_size
         self.meeting, self.place = meeting, place
         self.K = pcfg.blocks
-        self.is_last = index == self.K
+        self.is_last = self.index == self.K
         self.timeout = pcfg.timeout
         self.device = torch.device(place.device)
         maps = self.device.type == "cuda" and pcfg.device_maps and (place.next_device or "").startswith("cuda")
-        self.device_maps = {block_name(index + 1): {place.device: place.next_device}} if maps else None
-        self.transport = Transport(pcfg.transport, index, self.K, depth=pcfg.queue_depth, window=pcfg.window,
-                                   timeout=pcfg.timeout, device=place.device, device_maps=bool(maps))
+        nxt = self.layout.next_ranks(rank)
+        self.device_maps = ({self.layout.name(nxt[0]): {place.device: place.next_device}} if maps and nxt
+                            else None)
+        self.transport = Transport(pcfg.transport, rank, self.K, depth=pcfg.queue_depth, window=pcfg.window,
+                                   timeout=pcfg.timeout, device=place.device, device_maps=bool(maps),
+                                   layout=self.layout)
 
     def prepare(self) -> None:
         """Pin this process and own the input queue (before joining, so that no put can miss it)."""
@@ -56,14 +71,14 @@ class Stage:
     def connect(self) -> None:
         """Join the group, register with the coordinator, get the run's setup, open the activation channels."""
         start = self.pcfg.start_timeout
-        self.store = open_store(self.meeting, self.index, self.world_size, start)
-        start_rpc(block_name(self.index), self.index, self.world_size, init_method_for(self.store),
+        self.store = open_store(self.meeting, self.rank, self.world_size, start)
+        start_rpc(self.name, self.rank, self.world_size, init_method_for(self.store),
                   device=self.device, device_maps=self.device_maps, timeout=start)
         self.reports = RpcSendChannel(COORDINATOR, INBOX, window=4)
         self.watchdog = Watchdog([COORDINATOR], lambda peer, why: STOP.set(why),
                                  self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
         info = {"host": socket.gethostname(), "device": str(self.device), "cores": self.place.cores}
-        self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.index, info), timeout=start)
+        self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.rank, info), timeout=start)
 
     def build(self) -> None:
         """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
@@ -77,6 +92,10 @@ class Stage:
         # and keeps its own block: identical initial weights with nothing to ship.
         blocks = build_model_blocks(cfg, self.setup["input_shape"])
         self.runner = BlockRunner(blocks[self.index - 1], cfg, self.device)
+        if self.layout.replicas > 1:  # gradients averaged over the block's replicas before every step
+            group = replica_group(self.store, self.layout, self.index, self.replica, self.pcfg.start_timeout)
+            self.runner.grad_sync = GradSync(group, self.runner.block, self.layout.replicas, self.timeout,
+                                             f"{block_name(self.index)}'s replicas")
         self.preprocess = self.setup["preprocess"]  # block 1 turns the coordinator's raw batches into input
         self.memory_kind = memory_kind(self.device)
         self.checkpoints = RunDir(cfg.out_dir).checkpoints
@@ -98,11 +117,13 @@ class Stage:
         except OSError:
             seen = None
         if seen != token["value"]:
-            raise SedonaError(f"{block_name(self.index)} on {socket.gethostname()} does not see the run directory "
+            raise SedonaError(f"{self.label} on {socket.gethostname()} does not see the run directory "
                               f"{out_dir} that the coordinator writes (no shared filesystem?): every machine of a "
                               "run must see --out at the same absolute path")
 
     def report(self, kind: str, step: int, data=None, **extra) -> None:
+        if self.replica:
+            extra["replica"] = self.replica
         self.reports.put(Report(self.index, kind, step, data, extra), self.timeout)
 
     def loop(self) -> None:
@@ -126,8 +147,10 @@ class Stage:
                 x = self._input(item.x, item.y, item.draws) if item.raw else item.x
                 res = self.runner.train_step(x, item.y)
                 host = time.perf_counter() - t1
+                # Samples the block trained on this step: its replicas' shards together.
                 meter.trained(res.device_s if res.device_s is not None else host, res.loss_tensor,
-                              int(item.y.shape[0]), self.runner.step, res.timings, res.timed_steps)
+                              int(item.y.shape[0]) * self.layout.replicas, self.runner.step, res.timings,
+                              res.timed_steps)
                 if spans is not None:  # wall clock, so that spans of different processes line up
                     spans.append((self.runner.step, w1, w1 + host))
                 if out is not None:
@@ -135,13 +158,13 @@ class Stage:
                     out.put(Batch(item.step, res.out, item.y), self.timeout, ready=res.ready)
                     put_s = time.perf_counter() - t2
                     meter.waited_out(out.last_wait_s, max(0.0, put_s - out.last_wait_s))
-                if self.runner.step % log_every == 0:
+                if self.runner.step % log_every == 0 and self.writes:
                     self._report_metrics(meter)
             elif isinstance(item, EvalBatch):
                 self.on_eval(item)
             elif isinstance(item, Marker):
                 self.on_marker(item)
-        if self.runner.step % log_every:  # the last interval, unless it was just reported
+        if self.runner.step % log_every and self.writes:  # the last interval, unless it was just reported
             self._report_metrics(meter)
         self.runner.check_finite()
         if out is not None:
@@ -171,14 +194,15 @@ class Stage:
     def on_marker(self, marker: Marker) -> None:
         if marker.step != self.runner.step:  # the markers travel in order with the batches
             raise RuntimeError(f"marker for step {marker.step} arrived at step {self.runner.step}")
-        if marker.kind == "checkpoint":
+        # Replica 0 writes for the block (the replicas' weights are identical); the others pass it on.
+        if self.writes and marker.kind == "checkpoint":
             self.runner.check_finite()  # a non-finite step never reaches a checkpoint
             bad = self.runner.block.first_non_finite()
             if bad is not None:
                 raise RuntimeError(f"weight {bad!r} is not finite at step {marker.step}; checkpoint refused")
             ckpt.save_block(self.checkpoints, marker.step, self.index, self.runner.state_dict())
             self.report("saved", marker.step)
-        elif marker.kind == "validate":
+        elif self.writes and marker.kind == "validate":
             ckpt.save_candidate(self.checkpoints, marker.step, self.index, self.runner.block.state_dict())
             self.report("candidate", marker.step)
         if self.transport.output is not None:
@@ -208,13 +232,13 @@ class Stage:
         except PeerError as exc:
             return self._fail(("upstream", exc.origin, exc.message), connected)
         except ChannelTimeout as exc:  # this block's own bounded wait expired: its message is the cause
-            return self._fail(("error", block_name(self.index), str(exc)), connected)
+            return self._fail(("error", self.label, str(exc)), connected)
         except ChannelError as exc:  # a transport failure, usually the symptom of a peer's death
-            return self._fail(("error", f"{block_name(self.index)}:channel", str(exc)), connected)
+            return self._fail(("error", f"{self.label}:channel", str(exc)), connected)
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
-                log.error("%s failed:\n%s", block_name(self.index), traceback.format_exc())
-            return self._fail(("error", block_name(self.index), f"{type(exc).__name__}: {short(exc)}"), connected)
+                log.error("%s failed:\n%s", self.label, traceback.format_exc())
+            return self._fail(("error", self.label, f"{type(exc).__name__}: {short(exc)}"), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
         if why is not None and why[0] == "error" and under_torchrun():
@@ -251,8 +275,8 @@ def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
     return build_network(cfg, tuple(input_shape)).blocks
 
 
-def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meeting, place: Placement) -> int:
-    """Entry of a block process (self-launched or started by torchrun)."""
+def run_stage(pcfg: PipelineConfig, rank: int, world_size: int, meeting: Meeting, place: Placement) -> int:
+    """Entry of block process `rank` (self-launched or started by torchrun; rank = block index when R = 1)."""
     # Ctrl-C in a terminal reaches every process of the group, and so does the SIGTERM of timeout(1),
     # a scheduler or torchrun. A block leaves both to the coordinator, which stops the run at a step
     # boundary and commits a checkpoint the blocks take part in (a second signal makes the coordinator
@@ -260,4 +284,4 @@ def run_stage(pcfg: PipelineConfig, index: int, world_size: int, meeting: Meetin
     # block has joined the run (Stage.run): before, there is nothing to save and SIGTERM ends it at once
     # (torchrun stops the other ranks so when one fails at start).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return Stage(pcfg, index, world_size, meeting, place).run()
+    return Stage(pcfg, rank, world_size, meeting, place).run()

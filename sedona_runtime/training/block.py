@@ -179,6 +179,9 @@ class BlockRunner:
         self.clock = PhaseClock(self.device)
         self._first_bad = (torch.full((), -1, dtype=torch.int64, device=self.device)
                            if self.device.type == "cuda" else None)
+        # Called between backward and the optimizer step when set: the pipeline's replicas average the
+        # block's gradients there (pipeline/replicas.GradSync). None: the gradients are this process's own.
+        self.grad_sync: Callable[[], None] | None = None
 
     @property
     def lr(self) -> float:
@@ -211,6 +214,8 @@ class BlockRunner:
         self._check_loss(loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.grad_sync is not None:
+            self.grad_sync()
         clock.mark("backward")
         self.scaler.step(self.optimizer)
         self.scaler.update()

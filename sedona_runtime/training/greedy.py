@@ -108,8 +108,10 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
 class GreedyTrainer:
     """Trains K gradient-isolated blocks in one process: `for r in runners: x = r.train_step(x, y).out`."""
 
-    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, reporter: Reporter | None = None, shards: int = 1) -> None:
         self.cfg = resolve_defaults(cfg)
+        # shards > 1: the reference of the pipeline's --replicas (training/sharded.py); 1: the plain trainer.
+        self.shards = int(shards)
         self.reporter = reporter or Reporter()
         self.run_dir = RunDir(self.cfg.out_dir)
         self.parts: RunParts | None = None
@@ -232,7 +234,9 @@ class GreedyTrainer:
             raw = next(batches)
             x, y = preprocess(raw, device), raw.y
             lr = self.runners[0].lr
-            for i, runner in enumerate(self.runners):
+            if self.shards > 1:
+                self._sharded_step(x, y, losses)
+            for i, runner in enumerate(self.runners if self.shards == 1 else ()):
                 res = runner.train_step(x, y)
                 x, losses[i] = res.out, res.loss_tensor  # read at the log interval (a device read on CUDA)
                 for name, sec in res.timings.items():
@@ -262,6 +266,14 @@ class GreedyTrainer:
             with self._stop_lock:  # a request whose notice is still to come names this step (_stop_after)
                 if stop is not None and stop.is_set():
                     return
+
+    def _sharded_step(self, x, y, losses: list) -> None:
+        """Every block on the batch's R shards (training/sharded.py); losses[i]: block i's shard-0 loss."""
+        from sedona_runtime.training.sharded import sharded_step, split_shards
+
+        xs, ys = split_shards(x, y, self.shards)
+        for i, runner in enumerate(self.runners):
+            xs, losses[i] = sharded_step(runner, xs, ys)
 
     def run(self, *, resume: bool = False, overwrite: bool = False, stop_at: int | None = None) -> dict:
         """Train (or resume) to `cfg.steps` (or stop after global step `stop_at`), then evaluate; the summary.
@@ -363,6 +375,10 @@ def _no_space(exc: WriteError) -> bool:
 
 
 def train(cfg: TrainConfig, *, reporter: Reporter | None = None, resume: bool = False, overwrite: bool = False,
-          stop_at: int | None = None) -> dict:
-    """Train `cfg` in one process and return the summary (also written to <out_dir>/summary.json)."""
-    return GreedyTrainer(cfg, reporter).run(resume=resume, overwrite=overwrite, stop_at=stop_at)
+          stop_at: int | None = None, shards: int = 1) -> dict:
+    """Train `cfg` in one process and return the summary (also written to <out_dir>/summary.json).
+
+    `shards` > 1 splits every batch into that many shards, each block averaging their gradients: the
+    single-process reference of the pipeline's `--replicas` (training/sharded.py).
+    """
+    return GreedyTrainer(cfg, reporter, shards).run(resume=resume, overwrite=overwrite, stop_at=stop_at)
