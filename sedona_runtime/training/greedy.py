@@ -29,7 +29,8 @@ from sedona_runtime.utils.run_lock import RunLock
 log = logging.getLogger(__name__)
 
 # Fields that may differ between a run and its resumption without changing the computation.
-_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers")
+# Speed settings may change on resume too (and runs saved before they existed have no such keys).
+_RESUME_FREE = ("out_dir", "device", "log_interval", "data.workers", "channels_last", "compile", "cudnn_benchmark")
 
 
 @dataclass
@@ -124,7 +125,8 @@ def eval_split(parts: RunParts, dataset, runners: list[BlockRunner]) -> EvalResu
 
 def check_resume_config(saved: dict, current: dict, run: RunDir) -> None:
     """SedonaError naming the fields (up to 4) where a resumed run's config differs from the saved one;
-    output directory, device and log interval may change."""
+    output directory, device, log interval, workers and the speed settings (channels_last, compile,
+    cudnn_benchmark) may change."""
     a, b = flatten(saved), flatten(current)
     differ = sorted(k for k in set(a) | set(b) if k not in _RESUME_FREE and a.get(k) != b.get(k))
     if differ:
