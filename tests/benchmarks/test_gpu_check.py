@@ -32,6 +32,7 @@ def test_every_limit_kills_after_a_grace_period():
     assert len(re.findall(r"\btimeout -k \d+", SCRIPT)) >= 4
     assert not re.findall(r"\btimeout\b(?! -k \d+)[^\n]*", SCRIPT)  # every timeout(1) call has its -k
     assert re.search(r'timeout -k 10 "\$limit"', SCRIPT)
+    assert re.search(r"^SLACK=1; \[ \"\$DRY\" = 1 \] && SLACK=", SCRIPT, re.M)  # only DRY runs get slack
 
 
 def test_at_most_eight_files_and_no_cpu_only_step():
