@@ -135,7 +135,7 @@ class StepResult:
     (`timed_steps` of them; on CPU always this one step).
     """
 
-    out: torch.Tensor                       # (N, C, H, W) features, detached, on the block's device
+    out: torch.Tensor                       # (N, C, H, W) features, detached, contiguous (before `ready`)
     loss_tensor: torch.Tensor               # 0-dim, detached, on the block's device
     timings: dict[str, float] = field(default_factory=dict)   # seconds per phase, summed over timed_steps
     timed_steps: int = 1
