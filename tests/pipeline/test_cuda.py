@@ -159,3 +159,23 @@ def test_a_channels_last_output_is_contiguous_before_ready_and_staged_as_written
     host, copied = cuda_handoff.HostStager().stage(res.out, res.ready)  # waits for `ready` only
     copied.synchronize()
     assert torch.equal(host, res.out.cpu())  # the bytes after ready are the output's, in NCHW order
+
+
+def test_cudnn_autotunes_fixed_shapes_unless_told_not_to():
+    from sedona_runtime.training.block import BlockRunner
+
+    _runner()
+    assert torch.backends.cudnn.benchmark
+    from sedona_runtime.models import ModelConfig
+    from sedona_runtime.training.config import TrainConfig, resolve_defaults
+    from sedona_runtime.training.greedy import build_parts
+
+    c = TrainConfig(model=ModelConfig(arch="small", width=0.5), decoupling="dgl:2", steps=20, batch_size=32,
+                    lr=0.05, device="cpu", out_dir="/tmp/unused", cudnn_benchmark=False)
+    c.data.dataset, c.data.image_size = "synthetic", 16
+    try:
+        parts = build_parts(resolve_defaults(c))
+        BlockRunner(parts.blocks[0], parts.cfg, torch.device("cuda"))
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = True
