@@ -1,67 +1,84 @@
 #!/bin/bash
-# The project's one-GPU check (about 7 minutes on one H200; every step has its own time limit).
-# Run from the repository root:  bash benchmarks/gpu_check.sh        (writes 8 files under $OUT)
+# The project's one-GPU check: one call, every step under its own limit (`timeout -k 10`: the coordinator
+# takes SIGTERM as a graceful stop, KILL follows 10 s later); the limits add up to under 7 minutes
+# (tests/benchmarks/test_gpu_check.py keeps them so), leaving room to rerun in a 15-minute device budget.
+# Run from the repository root:  bash benchmarks/gpu_check.sh        (writes at most 8 files under $OUT)
 #                                DRY=1 bash benchmarks/gpu_check.sh  (tiny sizes on the CPU: tests the script)
 # The search needs `higher`: where it is missing, put its wheel in .whl/ (see benchmarks/README.md).
 set -u
-OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"; PY=${PY:-python3}; R=/tmp/gpu_runs; rm -rf "$R"; mkdir -p "$R"
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"; PY=${PY:-python3}; R=$(mktemp -d /tmp/gpu_runs.XXXXXX)  # its own: two checks at once must not share run folders
 DRY=${DRY:-0}; D=""; [ "$DRY" = 1 ] && D="--dry-cpu"
+[ "$DRY" = 1 ] || export N=${N:-40} STEPS=${STEPS:-20}  # messages (step 1), timed steps (step 2); DRY: their tiny defaults
 if ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TORCH_CPP_LOG_LEVEL=ERROR
-step() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s): $*" >> "$OUT/$name"
-         local t0=$SECONDS; timeout "$limit" "$@" >> "$OUT/$name" 2>&1; local rc=$?
+# DRY runs on 2 shared CPU cores are process start-ups more than work: their limits get SLACK times as long
+# (default 2; the GPU run's are as written, and those are what the budget test adds up).
+SLACK=1; [ "$DRY" = 1 ] && SLACK=${SLACK_DRY:-2}
+step() { local name=$1 limit=$(($2 * SLACK)); shift 2; echo "== $name (limit ${limit}s): $*" >> "$OUT/$name"
+         local t0=$SECONDS; timeout -k 10 "$limit" "$@" >> "$OUT/$name" 2>&1; local rc=$?
          echo "== rc=$rc after $((SECONDS - t0))s" >> "$OUT/$name"; }
 
 # 0. the machine
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
-  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
-  nproc; uname -r; hostname; } > "$OUT/0_env.txt" 2>&1
+step 0_env.txt 15 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv 2>&1
+  $PY -c \"import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())\"
+  nproc; uname -r; hostname"
 
 # 1. the block-to-block hand-off on one GPU, every transport mode: late producer, data check without a
-#    synchronize, reserved vs allocated memory of the receiver, latency device map vs host staging.
-step 1_transport.txt 120 $PY benchmarks/gpu/transport_check.py $D
+#    synchronize, channels_last messages compared element by element (issue 21 item 2), reserved vs
+#    allocated memory of the receiver, latency device map vs host staging.
+step 1_transport.txt 55 $PY benchmarks/gpu/transport_check.py $D
 
-# 2. a block step without synchronisations vs with the old five per step (ResNet-152, shipped K = 4 cut).
-step 2_step.txt 100 $PY benchmarks/gpu/step_check.py $D
+# 2. a block step without synchronisations vs with the old five per step (ResNet-152, shipped K = 4 cut);
+#    set_sync_debug_mode("error") over block 1's step from a raw batch through Preprocess (item 1).
+step 2_step.txt 45 $PY benchmarks/gpu/step_check.py $D
 
-# 3. K = 4 block processes on one GPU, both transports, vs the single-process trainer on the same GPU;
-#    GPU memory per process every 2 s; the listening sockets of the run (loopback only).
+# 3. pipeline vs single process, like with like: benchmarks/speedup.py times both over their steady-state
+#    training window (no start-up, validation, checkpoint or final evaluation in either). K = 4 block
+#    processes share ONE GPU, time-sliced: the ratio measures the pipeline's overheads (transport, host
+#    staging, context switches), not overlap; K GPUs would overlap. Then the same under MPS, where the
+#    machine lets a user start its control daemon (said in 3_pipeline.txt when it does not).
 if [ "$DRY" = 1 ]; then
-  C="--arch small --decoupling dgl:4 --dataset synthetic --image-size 16 --batch-size 16 --steps 12 --eval-interval 6 --checkpoint-interval 6 --plain"
-  DEVS="cpu"; SDEV="cpu"
+  S="--blocks 2 --device cpu --arch small --image-size 8 --batch-size 16 --steps 3 --warmup 1 --decoupling dgl:2"
 else
-  C="--arch resnet152 --decoupling resnet152_k4.json --dataset synthetic --image-size 64 --batch-size 128 --steps 80 --eval-interval 40 --checkpoint-interval 40 --plain"
-  DEVS="cuda:0,cuda:0,cuda:0,cuda:0"; SDEV="cuda"
+  S="--blocks 4 --device cuda --arch resnet152 --width 1 --image-size 64 --batch-size 128 --steps 20 --warmup 5 --decoupling resnet152_k4.json"
 fi
-( while sleep 2; do date +%T; nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null; done ) > "$R/smi.txt" 2>&1 &
+SP="benchmarks/speedup.py --repeats 1 --no-defaults $S"
+( timeout -k 5 200 bash -c 'while sleep 2; do date +%T; nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null; done' ) > "$R/smi.txt" 2>&1 &
 SMI=$!
-( sleep 25; echo "listening sockets 25 s into the rpc pipeline run:"; $PY -c "import psutil
+( timeout -k 5 60 bash -c "sleep 25; echo 'listening sockets 25 s into the pipeline runs:'; $PY -c \"import psutil
 for c in psutil.net_connections('inet'):
-    if c.status == 'LISTEN': print(' ', c.laddr, c.pid)" ) >> "$OUT/0_env.txt" 2>&1 &
-for T in rpc p2p; do
-  step 3_pipeline.txt 110 $PY launch/greedy.py --blocks 4 $C --devices $DEVS --transport $T --timeout 90 --out $R/pipe_$T
-done
+    if c.status == 'LISTEN': print(' ', c.laddr, c.pid)\"" ) >> "$R/sockets.txt" 2>&1 &
+step 3_pipeline.txt 100 $PY $SP --transport rpc,p2p --out $R/speedup
+MPSD=""
+if [ "$DRY" = 1 ]; then echo "MPS: not tried (DRY run on the CPU)" > "$R/mps.txt"
+elif ! command -v nvidia-cuda-mps-control >/dev/null; then echo "MPS: not tried (nvidia-cuda-mps-control is not installed)" > "$R/mps.txt"
+else
+  export CUDA_MPS_PIPE_DIRECTORY=$R/mps_pipe CUDA_MPS_LOG_DIRECTORY=$R/mps_log; mkdir -p "$R/mps_pipe" "$R/mps_log"
+  if timeout -k 5 10 nvidia-cuda-mps-control -d >> "$R/mps.txt" 2>&1; then MPSD=1; echo "MPS: control daemon started by this check" >> "$R/mps.txt"
+  else echo "MPS: not allowed here (the control daemon did not start; compute mode in 0_env.txt)" >> "$R/mps.txt"; fi
+fi
+mps_quit() { [ -n "$MPSD" ] && { echo quit | timeout -k 5 10 nvidia-cuda-mps-control; MPSD=""; }; }
+trap mps_quit EXIT
+if [ -n "$MPSD" ]; then step 3_pipeline.txt 60 $PY $SP --transport p2p --out $R/speedup_mps; fi
+mps_quit; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 kill $SMI 2>/dev/null
-step 3_pipeline.txt 100 $PY -m sedona_runtime.train $C --device $SDEV --out $R/single
-step 3_pipeline.txt 20 $PY benchmarks/gpu/compare.py $R "$OUT/7_digest.json"
-{ echo "== GPU memory per process (pid, used), sampled every 2 s during the pipeline runs"; cat "$R/smi.txt"; } >> "$OUT/3_pipeline.txt"
+step 3_pipeline.txt 15 $PY benchmarks/gpu/compare.py $R "$OUT/7_digest.json"
+{ echo "== GPU memory per process (pid, used), sampled every 2 s during the speedup runs"; cat "$R/smi.txt"; } >> "$OUT/3_pipeline.txt"
+cat "$R/sockets.txt" >> "$OUT/0_env.txt" 2>/dev/null
 
-# 4. the pipeline and training tests with CUDA visible (CPU exactness tests pin --devices cpu; the CUDA ones run).
-step 4_pytest.txt 150 $PY -m pytest tests/pipeline/test_cuda.py tests/pipeline/test_pipeline_exact.py tests/training -q -p no:cacheprovider -x
+# 4. the CUDA tests (stream hand-offs, sync-free steps and preprocessing, copy stream, channels_last, two
+#    blocks on one GPU end to end with both transports) and the training tests with a GPU visible.
+if [ "$DRY" = 1 ]; then T="tests/pipeline/test_cuda.py tests/training/test_block_output.py"
+else T="tests/pipeline/test_cuda.py tests/training"; fi
+step 4_pytest.txt 70 $PY -m pytest $T -q -p no:cacheprovider -x
 
 # 5. the search's outer step on the GPU (VGG-19 0.25x, CIFAR scale, batch 128, T = 5).
 if [ -f benchmarks/search_cost.py ]; then
   if [ "$DRY" = 1 ]; then SC="--device cpu --width 0.125 --image-size 8 --batch-size 8 --head-width 8 --inner-steps 2 --val-batch-size 8 --steps 1 --warmup 0"
   else SC="--device cuda --setting vgg19 --steps 3 --warmup 1"; fi
-  step 5_search.txt 90 $PY benchmarks/search_cost.py $SC --rounds 1 --phases outer --straightforward
+  step 5_search.txt 45 $PY benchmarks/search_cost.py $SC --rounds 1 --phases outer --straightforward
 fi
-
-# 6. K = 4 on CPU core sets of this machine's cores: the speedup over backprop, both transports.
-if [ "$DRY" = 1 ]; then S="--arch small --image-size 8 --batch-size 16 --steps 3 --decoupling dgl:4"
-else S="--steps 12 --decoupling sedona:4 --decoupling dgl:4"; fi
-step 6_speedup_cpu.txt 150 $PY benchmarks/speedup.py --device cpu --blocks 4 --warmup 3 --repeats 1 --no-defaults $S \
-  --transport rpc,p2p --out $R/speedup
 ls "$OUT"

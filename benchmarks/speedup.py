@@ -57,6 +57,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="measure only the --decoupling ones (not planned, DGL and shipped SEDONA)")
     p.add_argument("--predict-only", action="store_true",
                    help="profile on one device and print the predicted K-device speedups, no pipeline runs")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every block's forward and head, in the baseline and the pipeline alike")
     p.add_argument("--out", default="bench_out/speedup", help="results folder")
     return p.parse_args(argv)
 
@@ -89,14 +91,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise SedonaError(f"--transport: {', '.join(bad) or 'nothing given'}: use rpc, p2p or rpc,p2p")
     bc = BenchConfig(arch=args.arch, width=args.width, image_size=args.image_size, batch_size=args.batch_size,
                      warmup=args.warmup, steps=args.steps, repeats=args.repeats, blocks=args.blocks,
-                     queue_depth=args.queue_depth, device=args.device, transport=transports[0])
+                     queue_depth=args.queue_depth, device=args.device, transport=transports[0],
+                     compile=args.compile)
     bc.validate()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = core_sets(bc.blocks)
     console.print(f"[bold]speedup benchmark[/]: {bc.arch} x{bc.width}, batch {bc.batch_size}, K={bc.blocks}, "
                   f"{bc.steps} timed steps after {bc.warmup} warm-up, {bc.repeats} repetitions, device {bc.device}, "
-                  f"transport {', '.join(transports)}" + (f", core sets {cores}" if bc.device == "cpu" else ""))
+                  f"transport {', '.join(transports)}" + (f", core sets {cores}" if bc.device == "cpu" else "")
+                  + (", torch.compile" if bc.compile else ""))
 
     console.print("profiling every layer and head on one device ...")
     cm, profile = profile_cost_model(bc, cores[0])

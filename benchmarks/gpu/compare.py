@@ -1,6 +1,11 @@
-"""GPU check 3's digest: pipelined runs (one per transport) vs the single-process trainer, from summary.json.
+"""GPU check 3's digest: the pipeline vs the single-process trainer on one GPU, like with like.
 
-    python benchmarks/gpu/compare.py RUNS_DIR      # RUNS_DIR holds single/, pipe_rpc/, pipe_p2p/
+Both figures come from benchmarks/speedup.py's results.json: the trainer's and the pipeline's samples/s
+over their steady-state training windows (speedup_lib.measure: no start-up, validation, checkpoint or
+final evaluation in either; the old digest divided the pipeline's samples by the coordinator's whole wall
+time and the trainer's by its training steps only, so the ratio read low whatever the transports did).
+
+    python benchmarks/gpu/compare.py RUNS_DIR [DIGEST.json]   # RUNS_DIR holds speedup/ (, speedup_mps/, mps.txt)
 """
 from __future__ import annotations
 
@@ -8,40 +13,48 @@ import json
 import sys
 from pathlib import Path
 
+ONE_GPU = ("K block processes on ONE GPU take turns on it (time-slicing; MPS lets their kernels run side by "
+           "side): pipeline/single measures the pipeline's overheads (transports, host staging, context "
+           "switches), not the overlap K GPUs would give")
+
+
+def digest_run(path: Path) -> dict | None:
+    """The figures of one speedup.py results.json, or None when the run left none."""
+    if not path.is_file():
+        return None
+    res = json.loads(path.read_text())
+    base = res["baseline"]["samples_per_s"]
+    rows = []
+    for d in res["decouplings"]:
+        blocks = [{"busy_ms": round(1e3 * b["step_s"], 2),
+                   "wait_in_ms": round(1e3 * b.get("wait_in_s_per_step", 0.0), 2),
+                   "wait_out_ms": round(1e3 * b.get("wait_out_s_per_step", 0.0), 2),
+                   "send_ms": round(1e3 * b.get("transfer_s_per_step", 0.0), 2),
+                   "mean_queue": round(b.get("queue_depth_mean", 0.0), 2)} for b in d["blocks"]]
+        rows.append({"name": d["name"], "transport": d["transport"], "samples_per_s": round(d["samples_per_s"], 1),
+                     "vs_single": round(d["speedup"], 3), "window_steps": d.get("window_steps"),
+                     "flags": d.get("flags", []), "blocks": blocks})
+    return {"device": res.get("profile_device"), "config": res.get("config"),
+            "single_samples_per_s": round(base, 1), "pipelines": rows}
+
 
 def main(root: Path) -> dict:
-    digest = {}
-    for name in ("single", "pipe_rpc", "pipe_p2p"):
-        path = root / name / "summary.json"
-        if not path.is_file():
-            print(f"{name}: no summary.json")
+    digest: dict = {"note": ONE_GPU}
+    for key, folder in (("time_sliced", "speedup"), ("mps", "speedup_mps")):
+        run = digest_run(root / folder / "results.json")
+        if run is None:
+            print(f"{key}: no results ({folder}/results.json missing)")
             continue
-        s = json.loads(path.read_text())
-        row = {"wall_s": round(s.get("wall_time_s", 0), 2), "samples_per_s": round(s.get("samples_per_s", 0), 1),
-               "test_accuracy": s.get("test_accuracy"),
-               "peak_allocated_MiB": [round(b / 2**20) for b in s.get("peak_memory_bytes", [])],
-               "peak_reserved_MiB": [round(b / 2**20) for b in s.get("peak_reserved_bytes", [])]}
-        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
-        blocks = []
-        for i, b in enumerate(s.get("pipeline", {}).get("blocks", []), start=1):
-            steps = max(1, b.get("step", 1))
-            timed = max(1, b.get("phase_steps", 1))
-            per = {"busy_ms": round(1e3 * b.get("total_busy_s", 0) / steps, 2),
-                   "phases_ms": {k: round(1e3 * v / timed, 2) for k, v in b.get("phase_s", {}).items()},
-                   "wait_in_ms": round(1e3 * b.get("total_wait_in_s", 0) / steps, 2),
-                   "wait_out_ms": round(1e3 * b.get("total_wait_out_s", 0) / steps, 2),
-                   "send_ms": round(1e3 * b.get("total_transfer_s", 0) / steps, 2),
-                   "mean_queue": round(b.get("queue_depth_mean", 0), 2)}
-            print(f"  block {i}: " + ", ".join(f"{k} {v}" for k, v in per.items()))
-            blocks.append(per)
-        row["blocks"] = blocks
-        digest[name] = row
-    if "single" in digest:
-        for name in ("pipe_rpc", "pipe_p2p"):
-            if name in digest and digest["single"]["samples_per_s"]:
-                ratio = digest[name]["samples_per_s"] / digest["single"]["samples_per_s"]
-                digest[name]["vs_single"] = round(ratio, 3)
-                print(f"{name} / single samples/s: {ratio:.3f}")
+        digest[key] = run
+        print(f"{key}: single process {run['single_samples_per_s']} samples/s ({run['device']})")
+        for row in run["pipelines"]:
+            print(f"  {row['name']} [{row['transport']}]: {row['samples_per_s']} samples/s, pipeline/single "
+                  f"{row['vs_single']} (overheads, not overlap)" + "".join(f"; WARNING {f}" for f in row["flags"]))
+            for i, b in enumerate(row["blocks"], start=1):
+                print(f"    block {i}: " + ", ".join(f"{k} {v}" for k, v in b.items()))
+    mps = root / "mps.txt"
+    digest["mps_status"] = mps.read_text().strip() if mps.is_file() else "MPS: not tried"
+    print(digest["mps_status"])
     return digest
 
 

@@ -6,7 +6,10 @@ puts N fp16 activations of MB MiB each, every one written by a kernel that a del
 takes each through the channel (cuda_handoff.on_take) and compares it with what was sent at once,
 on its default stream, without any synchronize: wrong elements mean the hand-off is not stream-safe.
 It records reserved vs allocated memory after every message (TensorPipe's pool streams would make
-reserved grow with the message count), and the put+flush latency of one message per mode.
+reserved grow with the message count), and the put+flush latency of one message per mode. Then CL
+channels_last messages (a strided layout: a block computing with --channels-last, or a layer ending in a
+transpose), each written late by a copy kernel after a spin, are compared element by element with what
+was sent: the bytes a transport sends must be the written ones, in NCHW order (issue 21, item 2).
 
     python benchmarks/gpu/transport_check.py [--dry-cpu]      # one JSON line per mode on stdout
 """
@@ -30,6 +33,16 @@ MB = int(os.environ.get("MB", "1" if DRY else "64"))
 SLEEP = 0 if DRY else int(os.environ.get("SLEEP", "20000000"))
 DEV = "cpu" if DRY else "cuda:0"
 MODES = ("rpc-device-map", "rpc-host", "p2p")
+CL = int(os.environ.get("CL", "4"))
+CL_SHAPE = (8, 64, 32, 32)  # 1 MiB of fp16
+
+
+def _pattern(device: str) -> torch.Tensor:
+    """A position-dependent NCHW pattern, exact in fp16 (integers below 2048)."""
+    n = 1
+    for d in CL_SHAPE:
+        n *= d
+    return (torch.arange(n, device=device) % 2039).to(torch.float16).view(CL_SHAPE)
 
 
 def _connect(mode: str, rank: int, port: int):
@@ -72,6 +85,17 @@ def _side(rank: int, port: int, mode: str, results) -> None:
                 ready = torch.cuda.Event()
                 ready.record()
             ch.put((i, x), 120.0, ready=ready)
+        pattern = _pattern(DEV)
+        for j in range(CL):
+            x = torch.empty(CL_SHAPE, device=DEV, dtype=torch.float16).to(memory_format=torch.channels_last)
+            if not DRY:
+                torch.cuda._sleep(SLEEP)
+            x.copy_(pattern)  # late, strided: a send that reads before this copy, or in storage order, is wrong
+            ready = None
+            if not DRY:
+                ready = torch.cuda.Event()
+                ready.record()
+            ch.put((-2 - j, x), 120.0, ready=ready)
         lat = []
         small = torch.ones(2048, device=DEV, dtype=torch.float16)
         for i in range(12):
@@ -93,12 +117,18 @@ def _side(rank: int, port: int, mode: str, results) -> None:
         inbox = recv if recv is not None else P2pRecvChannel(Edge(0, "send", timeout=120.0), depth=2,
                                                              device=torch.device(DEV))
         wrong_msgs = wrong = 0
+        cl_seen = cl_wrong = 0
+        pattern = _pattern(DEV)
         reserved, allocated = [], []
         while True:
             try:
                 i, x = inbox.get(120.0)
             except EndOfStream:
                 break
+            if i <= -2:  # a channels_last message: compare with the NCHW pattern, no synchronize before
+                cl_seen += 1
+                cl_wrong += int((x.to(DEV, non_blocking=True).reshape(CL_SHAPE) != pattern).sum())
+                continue
             if i < 0:
                 continue
             x = x.to(DEV, non_blocking=True)  # a host-staged activation is copied in, as a block does
@@ -111,6 +141,7 @@ def _side(rank: int, port: int, mode: str, results) -> None:
                 allocated.append(torch.cuda.memory_allocated())
         results.put({"mode": mode, "side": "recv", "messages": N, "MiB_each": MB, "sender_spin_cycles": SLEEP,
                      "messages_with_wrong_data": wrong_msgs, "wrong_elements": wrong,
+                     "channels_last_messages": cl_seen, "channels_last_wrong_elements": cl_wrong,
                      "max_reserved_GiB": round(max(reserved, default=0) / 2**30, 3),
                      "max_allocated_GiB": round(max(allocated, default=0) / 2**30, 3),
                      "reserved_GiB_every_8": [round(r / 2**30, 2) for r in reserved[::8]]})

@@ -32,6 +32,7 @@ class BenchConfig:
     transport: str = "rpc"   # the pipeline's activation transport: rpc | p2p
     seed: int = 0
     device: str = "cpu"      # "cpu": one core set per process; "cuda": one GPU per block
+    compile: bool = False    # torch.compile every block's forward and head (TrainConfig.compile), both sides
 
     def validate(self) -> None:
         """Both timed windows open at the end of step `warmup`, so there must be one."""
@@ -51,7 +52,7 @@ def train_config(bc: BenchConfig, decoupling: str, out_dir: str) -> TrainConfig:
                         synthetic_classes=bc.num_classes),
         decoupling=decoupling, retarget=True, steps=bc.warmup + bc.steps, batch_size=bc.batch_size,
         eval_interval=0, checkpoint_interval=0, log_interval=max(1, bc.warmup + bc.steps),
-        device=bc.device, seed=bc.seed, out_dir=out_dir, eval_batch_size=256,
+        device=bc.device, seed=bc.seed, out_dir=out_dir, eval_batch_size=256, compile=bc.compile,
     )
     return resolve_defaults(cfg)
 
@@ -89,6 +90,8 @@ def time_baseline(bc: BenchConfig, cores: list[int]) -> dict[str, Any]:
             stamps = []
             for step, (x, y) in enumerate(batches):
                 res = runner.train_step(x, y)
+                if parts.device.type == "cuda" and step in (bc.warmup - 1, len(batches) - 1):
+                    torch.cuda.synchronize()  # the host runs ahead of a CUDA step: the window is device time
                 stamps.append(time.perf_counter())
                 if step >= bc.warmup:
                     for k, v in res.timings.items():

@@ -80,6 +80,12 @@ def add_training_options(p: argparse.ArgumentParser, *,
                                                 "0 for in-memory data sets, half the cores for ImageFolder and "
                                                 "data set functions); batches stay a function of (seed, step)")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="disable mixed precision (CUDA)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="compute in channels_last memory format (faster convolutions on recent GPUs)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile each block's forward and head (slower start, often faster steps)")
+    p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false", default=None,
+                   help="do not let cuDNN autotune its kernels for the fixed training shapes (CUDA)")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write TensorBoard event files to <out>/tensorboard (needs the tensorboard package)")
 
@@ -95,7 +101,8 @@ _FIELDS = {
     "weight_decay": (None, "weight_decay"), "optimizer": (None, "optimizer"),
     "label_smoothing": (None, "label_smoothing"), "eval_interval": (None, "eval_interval"),
     "checkpoint_interval": (None, "checkpoint_interval"), "eval_batch_size": (None, "eval_batch_size"),
-    "amp": (None, "amp"), "device": (None, "device"),
+    "amp": (None, "amp"), "device": (None, "device"), "channels_last": (None, "channels_last"),
+    "compile": (None, "compile"), "cudnn_benchmark": (None, "cudnn_benchmark"),
     "out": (None, "out_dir"),
 }
 

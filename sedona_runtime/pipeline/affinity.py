@@ -39,10 +39,30 @@ def core_sets(slots: int, cores: list[int] | None = None) -> list[list[int]]:
     return out
 
 
+def normalize_device(name: str | torch.device) -> str:
+    """The one spelling of a device every part of a run compares: 'cpu' or 'cuda:N' (a bare 'cuda' is cuda:0,
+    the device a fresh process uses). Raises RuntimeError for a string torch cannot parse.
+
+    A bare 'cuda' next to 'cuda:0' names one GPU: compared as strings they looked like two (an NCCL pair on
+    one GPU fails with "Duplicate GPU detected"; a device-map key 'cuda' never matched 'cuda:0').
+    """
+    d = torch.device(name)
+    if d.type == "cuda":
+        return f"cuda:{0 if d.index is None else d.index}"
+    return str(d)
+
+
+def same_gpu(a: dict, b: dict) -> bool:
+    """Whether two placements ({host, device}) are one GPU: same host and same CUDA index."""
+    da, db = normalize_device(a["device"]), normalize_device(b["device"])
+    return da.startswith("cuda") and da == db and a.get("host") == b.get("host")
+
+
 def parse_devices(spec: str, count: int, unit: str = "blocks") -> list[str] | None:
     """Validate a device spec for `count` blocks: 'auto', 'cpu', 'cuda' or a comma list (one per block).
 
-    Returns the explicit per-block list, or None for auto/cpu/cuda (resolved per process by slot).
+    Returns the explicit per-block list, normalised ('cpu' / 'cuda:N', normalize_device), or None for
+    auto/cpu/cuda (resolved per process by slot).
     Raises SedonaError before any process starts when a device does not exist.
     """
     spec = (spec or "auto").strip()
@@ -71,13 +91,13 @@ def parse_devices(spec: str, count: int, unit: str = "blocks") -> list[str] | No
                 raise SedonaError(f"--devices: {dev} does not exist (this machine has {ncuda} CUDA device(s))")
         elif d.type != "cpu":
             raise SedonaError(f"--devices: {dev!r} is not supported (use cpu or cuda:N)")
-    return items
+    return [normalize_device(dev) for dev in items]
 
 
 def resolve_device(spec: str, slot: int, explicit: list[str] | None = None) -> torch.device:
     """This process's device: the explicit entry, else cuda:(slot mod #GPUs) when CUDA exists, else cpu."""
     if explicit is not None:
-        return torch.device(explicit[slot])
+        return torch.device(normalize_device(explicit[slot]))
     if spec == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", slot % torch.cuda.device_count())

@@ -59,7 +59,8 @@ class BlockMeter:
 
     def trained(self, seconds: float, loss: Any, samples: int, step: int,
                 phases: dict[str, float] | None = None, phase_steps: int | None = None) -> None:
-        """One training step: `seconds` busy, its `loss` (a float, or a 0-dim tensor read at `report`),
+        """One training step: `seconds` busy, its `loss` (a float, a 0-dim tensor, or a callable giving a
+        float, read at `report`),
         `phases` summed over `phase_steps` steps (default: 1 when phases are given)."""
         self._busy += seconds
         for k, v in (phases or {}).items():
@@ -85,7 +86,7 @@ class BlockMeter:
         s.total_transfer_s += self._transfer
         s.queue_depth_mean = self._depth_sum / max(1, self._gets)
         if self._loss is not None:
-            s.loss = float(self._loss)
+            s.loss = float(self._loss() if callable(self._loss) else self._loss)
         if isinstance(peak_memory, dict):
             s.peak_memory, s.peak_reserved = int(peak_memory["peak"]), int(peak_memory.get("reserved", 0))
         else:

@@ -105,6 +105,7 @@ class P2pSendChannel(SendChannel):
         t0 = time.perf_counter()
         self._settle(self.window - 1, timeout)
         self.last_wait_s = time.perf_counter() - t0
+        item, ready = cuda_handoff.contiguous_before_send(item, ready)  # before the sending thread reads it
         job = _Job(item, ready)
         if not self.edge.nccl and self._stager is not None and cuda_handoff.has_cuda(item):
             job.item, job.ready = self._stager.stage(item, ready)  # gloo carries host memory only
@@ -314,7 +315,9 @@ class P2pRecvChannel(RecvChannel):
         item = wire.fill(skeleton, bufs)
         if self._stream is not None:
             with torch.cuda.stream(self._stream):  # the NCCL receives are ordered before this event
-                item = cuda_handoff.record_arrival(item)
+                item = cuda_handoff.on_arrival(item, self.device)
+        else:  # host buffers (pinned for a CUDA consumer) go to its GPU on the copy stream, here
+            item = cuda_handoff.on_arrival(item, self.device)
         return item, nxt
 
 

@@ -6,6 +6,8 @@ import warnings
 
 import torch.distributed as dist
 
+from sedona_runtime.pipeline.affinity import same_gpu
+
 
 def nccl_edges(placements: dict[int, dict], blocks: int,
                edges: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
@@ -19,7 +21,7 @@ def nccl_edges(placements: dict[int, dict], blocks: int,
     for i, j in edges if edges is not None else [(i, i + 1) for i in range(1, blocks)]:
         a, b = placements[i], placements[j]
         if a["device"].startswith("cuda") and b["device"].startswith("cuda"):
-            if a.get("host") != b.get("host") or a["device"] != b["device"]:
+            if not same_gpu(a, b):
                 out.append((i, j))
     return out
 
@@ -27,14 +29,18 @@ def nccl_edges(placements: dict[int, dict], blocks: int,
 def join(store: dist.Store, rank: int, world_size: int, timeout: float,
          nccl: list[tuple[int, int]]) -> dict[tuple[int, int], object]:
     """Join the group (every rank of the run calls this, in the same order); the NCCL group of each edge
-    this rank is an end of."""
+    this rank is an end of.
+
+    Every group gets `timeout` (seconds): an NCCL group left at NCCL's default (10 minutes) would have its
+    watchdog kill the process before a longer --timeout gives our readable error."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         dist.init_process_group("gloo", store=dist.PrefixStore("sedona/p2p", store), rank=rank,
                                 world_size=world_size, timeout=datetime.timedelta(seconds=timeout))
         groups = {}
+        limit = datetime.timedelta(seconds=timeout)
         for edge in nccl:  # collective: every rank creates every edge's group, members keep theirs
-            group = dist.new_group(list(edge), backend="nccl")
+            group = dist.new_group(list(edge), backend="nccl", timeout=limit)
             if rank in edge:
                 groups[edge] = group
     return groups

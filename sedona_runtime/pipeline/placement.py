@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from sedona_runtime.pipeline.affinity import core_sets, resolve_device
+from sedona_runtime.pipeline.affinity import core_sets, normalize_device, resolve_device
 
 
 @dataclass
@@ -68,7 +66,7 @@ def sharing_notes(placements: dict[int, dict], available: int | None = None) -> 
     for i, p in sorted(placements.items()):
         host = p.get("host", "")
         if p["device"].startswith("cuda"):
-            by_gpu.setdefault((host, str(torch.device(p["device"]))), []).append(i)
+            by_gpu.setdefault((host, normalize_device(p["device"])), []).append(i)
         else:
             cpu_blocks.setdefault(host, []).append(i)
             cores.setdefault(host, set()).update(p.get("cores") or [])

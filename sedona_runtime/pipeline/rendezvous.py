@@ -3,7 +3,8 @@
 A run on one machine listens on loopback only: RPC executes pickled Python from any peer that
 connects, so nothing of a local run may be reachable from the network. The store's server binds a
 socket we bind ourselves on 127.0.0.1 (TCPStore's `master_listen_fd`), and TensorPipe and gloo are
-told to use the loopback interface (TP_SOCKET_IFNAME, GLOO_SOCKET_IFNAME) before they start. A run
+told to use the loopback interface (TP_SOCKET_IFNAME, GLOO_SOCKET_IFNAME, and NCCL_SOCKET_IFNAME for
+NCCL's bootstrap and socket fallback) before they start. A run
 over several machines (torchrun, world size K + 1) binds the interface the user names with
 `--iface`, else whatever the host name resolves to (torchrun's own rendezvous decides the store).
 """
@@ -24,7 +25,7 @@ import torch.distributed as dist
 from sedona_runtime.utils.errors import SedonaError
 
 LOOPBACK = "127.0.0.1"
-_IFACE_VARS = ("TP_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
+_IFACE_VARS = ("TP_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
 _SCHEME_IDS = itertools.count()
 
 
@@ -57,7 +58,7 @@ def loopback_interface() -> str:
 
 
 def interface_env(iface: str | None) -> dict[str, str]:
-    """Environment that makes TensorPipe and gloo listen on `iface` (nothing when None)."""
+    """Environment that makes TensorPipe, gloo and NCCL listen on `iface` (nothing when None)."""
     return {v: iface for v in _IFACE_VARS} if iface else {}
 
 
@@ -69,7 +70,7 @@ def check_interface(iface: str) -> None:
 
 
 def use_interface(iface: str | None) -> None:
-    """Set the interface for this process's TensorPipe and gloo (call before either starts)."""
+    """Set the interface for this process's TensorPipe, gloo and NCCL (call before any of them starts)."""
     os.environ.update(interface_env(iface))
 
 

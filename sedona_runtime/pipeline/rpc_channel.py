@@ -60,7 +60,13 @@ class RpcSendChannel(SendChannel):
         self._seq = itertools.count()
         self._stager: cuda_handoff.HostStager | None = None
         self._staging: concurrent.futures.ThreadPoolExecutor | None = None
+        self._side: "torch.cuda.Stream | None" = None   # device maps: the stream rpc_async is called under
         self.last_wait_s = 0.0
+
+    def _side_stream(self) -> "torch.cuda.Stream":
+        if self._side is None:
+            self._side = torch.cuda.Stream(torch.cuda.current_device())
+        return self._side
 
     def _notify(self, _fut: Any) -> None:
         with self._cond:
@@ -114,10 +120,15 @@ class RpcSendChannel(SendChannel):
         self._settle(self.window - 1, timeout)
         self.last_wait_s = time.perf_counter() - t0
         seq = next(self._seq)
-        if self.device_map or not cuda_handoff.has_cuda(item):
-            if ready is not None and self.device_map:
-                # TensorPipe orders its send after the current stream: make that include `ready`.
-                torch.cuda.current_stream().wait_event(ready)
+        if self.device_map and ready is not None and cuda_handoff.has_cuda(item):
+            # TensorPipe orders its send streams after the caller's current stream: under the block's own
+            # stream that is the whole step queued so far (backward, optimizer). A side stream that waited
+            # for `ready` (the forward) only lets the transfer overlap the rest of the step.
+            side = self._side_stream()
+            side.wait_event(ready)
+            with torch.cuda.stream(side):
+                fut = self._send(seq, item, timeout)
+        elif self.device_map or not cuda_handoff.has_cuda(item):
             fut = self._send(seq, item, timeout)
         else:
             fut = self._send_staged(seq, item, ready, timeout)

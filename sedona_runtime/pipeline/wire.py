@@ -46,6 +46,12 @@ def encode(item: Any) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Ten
     tail = None
     if len(data) > HEADER_BYTES:
         tail = torch.frombuffer(bytearray(data[HEADER_BYTES:]), dtype=torch.uint8)
+    # The sender made its tensors contiguous on the producer's thread, before `ready`
+    # (cuda_handoff.contiguous_before_send): a copy here would run on this thread's stream, unordered
+    # with the send. CPU tensors have no such race; a strided CUDA one is a caller's bug.
+    for t in found:
+        if t.is_cuda and not t.is_contiguous():
+            raise ValueError("wire.encode: a CUDA tensor must be made contiguous before its ready event")
     return header, tail, [t.contiguous() for t in found]
 
 

@@ -148,7 +148,7 @@ class Stage:
                 res = self.runner.train_step(x, item.y)
                 host = time.perf_counter() - t1
                 # Samples the block trained on this step: its replicas' shards together.
-                meter.trained(res.device_s if res.device_s is not None else host, res.loss_tensor,
+                meter.trained(res.device_s if res.device_s is not None else host, self.runner.last_loss,
                               int(item.y.shape[0]) * self.layout.replicas, self.runner.step, res.timings,
                               res.timed_steps)
                 if spans is not None:  # wall clock, so that spans of different processes line up
@@ -188,7 +188,7 @@ class Stage:
                                       self.timeout)
 
     def _report_metrics(self, meter: BlockMeter) -> None:
-        self.runner.check_finite()  # reading the loss synchronises anyway: check every step since the last
+        self.runner.check_finite(wait=False)  # the steps whose loss reached the host: a report never waits
         self.report("metrics", self.runner.step, meter.report(self.runner.memory()).to_dict())
 
     def on_marker(self, marker: Marker) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 import torch.nn as nn
 
-from sedona_runtime.training.losses import local_loss
+from sedona_runtime.training.compiled import compiled_step
+from sedona_runtime.training.lazy_read import LazyRead
 from sedona_runtime.training.phase_clock import PhaseClock
 from sedona_runtime.utils.errors import SedonaError
 
@@ -134,7 +135,7 @@ class StepResult:
     (`timed_steps` of them; on CPU always this one step).
     """
 
-    out: torch.Tensor                       # (N, C, H, W) features, detached, on the block's device
+    out: torch.Tensor                       # (N, C, H, W) features, detached, contiguous (before `ready`)
     loss_tensor: torch.Tensor               # 0-dim, detached, on the block's device
     timings: dict[str, float] = field(default_factory=dict)   # seconds per phase, summed over timed_steps
     timed_steps: int = 1
@@ -172,6 +173,13 @@ class BlockRunner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: cosine_factor(s, total, ratio))
         self.amp = bool(cfg.amp) and self.device.type == "cuda" and self.dtype == torch.float32
+        if self.device.type == "cuda":  # fixed training shapes: cuDNN picks its fastest kernels once per shape
+            torch.backends.cudnn.benchmark = bool(getattr(cfg, "cudnn_benchmark", True))
+        self.memory_format = torch.channels_last if getattr(cfg, "channels_last", False) else None
+        if self.memory_format is not None:
+            block.to(memory_format=self.memory_format)
+        self._forward, self._loss = compiled_step(block, self.label_smoothing, bool(getattr(cfg, "compile", False)))
+        self._reads = LazyRead(self.device)  # loss and finiteness for reports, read without waiting
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0                    # completed steps
         self.peak_memory = 0             # bytes: CUDA peak allocated, or process RSS on CPU
@@ -204,12 +212,20 @@ class BlockRunner:
         y = y.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)  # host-side counters: the peak of this step
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
         clock = self.clock
         clock.start()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            feats = block(x)
+            feats = self._forward(x)
+            # Contiguous before `ready`: a transport that sends once `ready` fired must find the bytes it
+            # sends written (a channels_last output or a layer ending in a transpose is a strided view;
+            # making it contiguous later, on another thread's stream, raced the send).
+            out = feats.detach()
+            if not out.is_contiguous():
+                out = out.contiguous()
             ready = clock.mark("forward")
-            loss, _ = local_loss(block.head, feats, y, self.label_smoothing)
+            loss, _ = self._loss(feats, y)
         clock.mark("head")
         self._check_loss(loss)
         self.optimizer.zero_grad(set_to_none=True)
@@ -223,8 +239,9 @@ class BlockRunner:
         clock.mark("optimizer")
         self.step += 1
         self._record_memory()
+        self.post_loss(loss)
         timings, steps, device_s = clock.harvest()
-        return StepResult(out=feats.detach(), loss_tensor=loss.detach(), timings=timings, timed_steps=steps,
+        return StepResult(out=out, loss_tensor=loss.detach(), timings=timings, timed_steps=steps,
                           device_s=device_s, ready=ready)
 
     @torch.no_grad()
@@ -237,6 +254,8 @@ class BlockRunner:
         block.eval()
         try:
             x = x.to(self.device, dtype=self.dtype, non_blocking=True) if x.is_floating_point() else x.to(self.device)
+            if self.memory_format is not None:
+                x = x.contiguous(memory_format=self.memory_format)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 feats = block(x)
                 logits = block.head(feats).float()
@@ -255,13 +274,34 @@ class BlockRunner:
         step = torch.full((), self.step + 1, dtype=torch.int64, device=self.device)
         self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
 
-    def check_finite(self) -> None:
-        """Raise NonFiniteLossError if a step since the start had a NaN/inf loss (one device read on CUDA)."""
+    def post_loss(self, loss: torch.Tensor) -> None:
+        """Queue step `self.step`'s loss (and on CUDA the first bad step) for `last_loss` / `check_finite`."""
+        if self._first_bad is None:
+            self._reads.post(self.step, loss)
+        else:
+            self._reads.post(self.step, loss, self._first_bad)
+
+    def check_finite(self, wait: bool = True) -> None:
+        """Raise NonFiniteLossError if a step since the start had a NaN/inf loss.
+
+        wait=True (checkpoints, the end): every step so far, one device read on CUDA. wait=False (progress
+        reports): the steps up to the newest one whose loss reached the host already (LazyRead), no wait.
+        """
         if self._first_bad is None:
             return
-        first = int(self._first_bad)
+        if wait:
+            first = int(self._first_bad)
+        else:
+            seen = self._reads.latest()
+            first = int(seen[1][1]) if seen is not None else -1
         if first >= 0:
             raise NonFiniteLossError(self.block.index, self.block.num_blocks, first)
+
+    def last_loss(self) -> float:
+        """The loss of the newest step whose loss reached the host without waiting (CPU: the last step's);
+        NaN before any."""
+        seen = self._reads.latest()
+        return seen[1][0] if seen is not None else math.nan
 
     def memory(self) -> dict[str, int]:
         """Peak memory in bytes since the start: {"peak": allocated (CUDA) or RSS (CPU), "reserved": CUDA cache}."""

@@ -36,6 +36,10 @@ class TrainConfig:
     log_interval: int = 10            # metrics line every N steps
     eval_batch_size: int = 256
     amp: bool = True                  # torch.autocast + a GradScaler per block; CUDA only, ignored on CPU
+    channels_last: bool = False       # blocks compute in channels_last (NHWC) memory format; features between
+                                      # blocks still travel contiguous (NCHW), made so before `ready`
+    compile: bool = False             # torch.compile (inductor) each block's forward and head loss (training steps)
+    cudnn_benchmark: bool = True      # CUDA: cuDNN autotunes each fixed training shape once
     dtype: str = "float32"            # "float64" for exactness checks
     device: str = "auto"              # auto | cpu | cuda | cuda:N
     seed: int = 0                     # model/head init and batch order

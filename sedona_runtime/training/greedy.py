@@ -238,7 +238,7 @@ class GreedyTrainer:
                 self._sharded_step(x, y, losses)
             for i, runner in enumerate(self.runners if self.shards == 1 else ()):
                 res = runner.train_step(x, y)
-                x, losses[i] = res.out, res.loss_tensor  # read at the log interval (a device read on CUDA)
+                x = res.out
                 for name, sec in res.timings.items():
                     timings[i][name] = timings[i].get(name, 0.0) + sec
             self.step += 1
@@ -246,9 +246,11 @@ class GreedyTrainer:
             self.train_s += dt
             self.wall_s += dt
             if self.step % cfg.log_interval == 0 or self.step == until:
+                # Read without waiting (LazyRead): on CUDA the newest losses that reached the host; the
+                # checkpoint's check_finite() waits and sees every step.
                 for runner in self.runners:
-                    runner.check_finite()
-                losses = [float(v) for v in losses]
+                    runner.check_finite(wait=False)
+                losses = [runner.last_loss() for runner in self.runners]
                 rate = (self.step - window[1]) * cfg.batch_size / max(self.train_s - window[0], 1e-9)
                 window = (self.train_s, self.step)
                 self.run_dir.log({"step": self.step, "loss": list(losses), "lr": lr, "samples_per_s": rate,

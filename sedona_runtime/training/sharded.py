@@ -66,4 +66,5 @@ def sharded_step(runner: BlockRunner, xs: list[torch.Tensor], ys: list[torch.Ten
     runner.scaler.update()
     runner.scheduler.step()
     runner.step += 1
+    runner.post_loss(first_loss)
     return outs, first_loss

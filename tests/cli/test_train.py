@@ -115,3 +115,20 @@ def test_diverging_run_names_block_and_step_and_keeps_checkpoint(tmp_path, capsy
         ck = torch.load(out / "checkpoints/last.pt", weights_only=False)
         assert f"(step {ck['step']}) kept" in err
         assert all(torch.isfinite(t).all() for b in ck["blocks"] for t in b["block"].values() if t.is_floating_point())
+
+
+def test_speed_settings_reach_the_config_and_may_change_on_resume(tmp_path):
+    from sedona_runtime.cli.train import _parser, build_config
+    from sedona_runtime.training.greedy import check_resume_config
+    from sedona_runtime.training.run_dir import RunDir
+    from sedona_runtime.utils.config import to_dict
+
+    cfg = build_config(_parser().parse_args([*TINY, "--channels-last", "--compile", "--no-cudnn-benchmark",
+                                             "--out", str(tmp_path / "r")]))
+    assert (cfg.channels_last, cfg.compile, cfg.cudnn_benchmark) == (True, True, False)
+    plain = build_config(_parser().parse_args([*TINY, "--out", str(tmp_path / "r")]))
+    assert (plain.channels_last, plain.compile, plain.cudnn_benchmark) == (False, False, True)
+    saved = to_dict(plain)
+    for key in ("channels_last", "compile", "cudnn_benchmark"):
+        saved.pop(key)  # a run saved before these settings existed
+    check_resume_config(saved, to_dict(cfg), RunDir(str(tmp_path / "r")))  # no error: speed only

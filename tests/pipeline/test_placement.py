@@ -77,3 +77,23 @@ def test_nccl_only_between_two_different_gpus():
          3: {"device": "cuda:1", "host": "a"}, 4: {"device": "cuda:1", "host": "b"}, 5: {"device": "cpu", "host": "b"}}
     # 1->2 different GPUs; 2->3 the same GPU (NCCL cannot pair one device); 3->4 other machine; 4->5 a CPU end.
     assert nccl_edges(p, 5) == [(1, 2), (3, 4)]
+
+
+def test_device_names_are_normalised_in_one_place(gpus):
+    gpus(1)
+    assert affinity.normalize_device("cuda") == affinity.normalize_device("cuda:0") == "cuda:0"
+    assert affinity.normalize_device(torch.device("cuda", 3)) == "cuda:3"
+    assert affinity.normalize_device("cpu") == "cpu"
+    # `cuda,cuda:0` is one GPU twice: normalised, so the edge plan and the device maps see one name.
+    assert affinity.parse_devices("cuda,cuda:0", 2) == ["cuda:0", "cuda:0"]
+    places = local_placements("cuda,cuda:0", affinity.parse_devices("cuda,cuda:0", 2), 0, 2)
+    assert [p.device for p in places] == ["cuda:0", "cuda:0"] and places[0].next_device == "cuda:0"
+
+
+def test_same_gpu_is_decided_by_host_and_index():
+    one = {1: {"device": "cuda", "host": "a"}, 2: {"device": "cuda:0", "host": "a"}}
+    assert affinity.same_gpu(one[1], one[2]) and nccl_edges(one, 2) == []  # no NCCL pair on one GPU
+    assert sharing_notes(one) == ["blocks 1, 2 share cuda:0 on a: they run, but take turns on one GPU"]
+    apart = {1: {"device": "cuda", "host": "a"}, 2: {"device": "cuda:0", "host": "b"}}
+    assert not affinity.same_gpu(apart[1], apart[2]) and nccl_edges(apart, 2) == [(1, 2)]
+    assert not affinity.same_gpu({"device": "cpu", "host": "a"}, {"device": "cpu", "host": "a"})
