@@ -140,9 +140,9 @@ class SearchConfig:
         _int("val_batch_size", self.val_batch_size, 1)
         _int("shards", self.shards, 1)
         for name, size in (("data.batch_size", self.data.batch_size), ("val_batch_size", self.val_batch_size)):
-            if size < self.shards:
-                raise SedonaError(f"{name}: {size} rows cannot be cut into {self.shards} shards (one per device); "
-                                  "use a larger batch or fewer devices")
+            if self.shards > 1 and size // self.shards < 2:  # batch norm normalises each shard by its own rows
+                raise SedonaError(f"{name}: {size} rows cannot be cut into {self.shards} shards of at least 2 "
+                                  "(batch norm per shard); use a larger batch or fewer shards/devices")
         for name in ("lr", "lr_min", "outer_lr"):
             value = getattr(self, name)
             if not _num(value) or value <= 0:
