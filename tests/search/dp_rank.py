@@ -44,5 +44,12 @@ if __name__ == "__main__":
     store = rendezvous.connect_store(rendezvous.LOOPBACK, port, world, 60.0)
     distributed.connect(store, rank, world, torch.device("cpu"), 60.0)
     group = distributed.RankGroup(world, rank, torch.device("cpu"))
-    torch.save({str(d): run_steps(group, d) for d in (torch.float64, torch.float32)}, path)
+    result = {str(d): run_steps(group, d) for d in (torch.float64, torch.float32)}
+    group.check_same({"alpha": result["torch.float64"]["alpha"]}, 3)  # identical: passes
+    try:  # one rank's beta differs in one element: every rank refuses, naming it
+        group.check_same({"alpha": torch.zeros(2), "beta": torch.tensor([0.0, float(rank)])}, 7)
+        result["diverged"] = ""
+    except distributed.RanksDiverged as exc:
+        result["diverged"] = str(exc)
+    torch.save(result, path)
     distributed.close()
