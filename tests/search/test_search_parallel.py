@@ -1,5 +1,6 @@
 """The self-launched data-parallel search (`--devices cpu,cpu`): a killed rank is named and ends the search
-with its last checkpoint kept; a search resumes across one process (--shards 2) and two ranks, both ways."""
+with its last checkpoint kept; SIGTERM stops every rank at one step boundary; a search resumes across one
+process (--shards 2) and two ranks, both ways, and stays the same search."""
 from __future__ import annotations
 
 import json
@@ -94,15 +95,31 @@ def test_a_killed_rank_is_named_and_the_checkpoint_resumes_in_one_process(tmp_pa
     _same_search(_final(out), reference)
 
 
-def test_a_one_process_search_resumes_on_two_ranks(tmp_path: Path, reference) -> None:
+def test_a_one_process_search_resumes_on_two_ranks_and_sigterm_stops_them_at_a_step(tmp_path: Path, reference) -> None:
     out = tmp_path / "one"
     cfg = build_config(_parser().parse_args([*TINY, "--shards", "2", "--device", "cpu", "--out", str(out)]))
     assert SearchRunner(cfg, out).run(stop_after=4) is None
-    done = subprocess.run(_cli("--resume", "--devices", "cpu,cpu", "--out", str(out)), capture_output=True,
-                          text=True, timeout=240)
-    assert done.returncode == 0, done.stderr
+    # Resumed on two ranks; a scheduler's SIGTERM to rank 0 alone stops both at the same step boundary.
+    p = subprocess.Popen(_cli("--resume", "--devices", "cpu,cpu", "--out", str(out)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in p.stdout:
+            if "search   step 5/" in line:
+                break
+        rank1 = psutil.Process(p.pid).children()[0]
+        p.send_signal(signal.SIGTERM)
+        rest, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert p.returncode == 143, err
+    step = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert step in (5, 6) and f"stopped after step {step} of {TOTAL}" in rest and "--resume" in err, (rest, err)
+    assert not psutil.pid_exists(rank1.pid) or psutil.Process(rank1.pid).status() == psutil.STATUS_ZOMBIE
+    # ... and the rest in one process again: the same search as the uninterrupted one.
+    assert main([*TINY, "--resume", "--out", str(out)]) == 0
     _same_search(_final(out), reference)
-
 
 
 def test_bad_parallel_settings_are_one_line_before_anything_starts(tmp_path: Path, capsys) -> None:
