@@ -1,6 +1,6 @@
 """The self-launched data-parallel search (`--devices cpu,cpu`): a killed rank is named and ends the search
 with its last checkpoint kept; SIGTERM stops every rank at one step boundary; a search resumes across one
-process (--shards 2) and two ranks, both ways, and stays the same search."""
+process (--shards 2) and two ranks, both ways, and stays the same search; torchrun runs it too."""
 from __future__ import annotations
 
 import json
@@ -130,3 +130,19 @@ def test_bad_parallel_settings_are_one_line_before_anything_starts(tmp_path: Pat
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err and "Traceback" not in err, err
     assert not (tmp_path / "bad").exists()
+
+
+def test_torchrun_runs_the_same_search(tmp_path: Path, reference) -> None:
+    from sedona_runtime.pipeline import rendezvous
+
+    sock = rendezvous.listen_loopback(0)
+    port = sock.getsockname()[1]
+    sock.close()  # torchrun's c10d rendezvous binds it again
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run([str(torchrun), "--nnodes", "1", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+                           "--rdzv-endpoint", f"127.0.0.1:{port}", "--max-restarts", "0", "-m", "sedona_runtime.search",
+                           *TINY, "--device", "cpu", "--out", str(tmp_path / "tr")],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("final val loss") == 1  # rank 0 alone reports
+    _same_search(_final(tmp_path / "tr"), reference)
