@@ -5,6 +5,7 @@ another git revision of this project, measured interleaved in one run.
     python benchmarks/search_cost.py --setting vgg19 --steps 2 --compare main
                                                              # VGG-19 0.25x, 32x32, batch 128, T = 5 vs main
     python benchmarks/search_cost.py --setting vgg19 --device cuda --steps 3 --rounds 1 --phases outer
+    python benchmarks/search_cost.py --devices 2             # the data-parallel search: 2 ranks, a shard each
 
 Every measurement runs in a fresh worker process (this file with --worker), so each revision imports its own
 `sedona_runtime` (PYTHONPATH: this tree, or `git archive REV` unpacked in a temporary directory) and its peak
@@ -58,6 +59,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also time this tree with the fast head layers switched off (--no-fast-heads)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1: one core)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="R ranks of the data-parallel search per measurement (gloo on CPU, NCCL on cuda:0..R-1; "
+                        "each rank a shard of every batch); seconds are rank 0's, peak memory the largest rank's")
     p.add_argument("--json", help="also write the result object to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
@@ -83,6 +87,17 @@ def worker(spec: dict) -> dict:
 
     c = spec["config"]
     device = torch.device(spec["device"])
+    ranks = spec.get("ranks", 1)
+    extra: dict = {}
+    if ranks > 1:  # this tree only: one shard of every batch per rank (search/distributed.py)
+        from sedona_runtime.pipeline import rendezvous
+        from sedona_runtime.search import distributed
+
+        if device.type == "cuda":
+            device = torch.device("cuda", spec["rank"])
+        store = rendezvous.connect_store(rendezvous.LOOPBACK, spec["port"], ranks, 600.0)
+        distributed.connect(store, spec["rank"], ranks, device, 600.0)
+        extra = {"sharding": distributed.RankGroup(ranks, spec["rank"], device)}
     model = build_model(ModelConfig(arch=c["arch"], width=c["width"], num_classes=c["classes"], stem="cifar"))
     net = relax_model(model, HEAD_POOL, (3, c["image_size"], c["image_size"]), c["classes"], c["head_width"], 0.1)
     net = net.to(device)
@@ -107,20 +122,20 @@ def worker(spec: dict) -> dict:
 
     lr = 0.01
     opt = B.inner_optimizer(net, lr, inner)
-    B.weight_step(net, alpha, beta, batch(c["batch_size"]), lr, inner, opt=opt)  # momentum exists from here on
+    B.weight_step(net, alpha, beta, batch(c["batch_size"]), lr, inner, opt=opt, **extra)  # momentum from here on
     if spec["phase"] == "pretrain":
         batches = [batch(c["batch_size"]) for _ in range(4)]
 
         def step(i: int) -> None:
             if new_api:
                 with second_order.fast_path(net, spec["fast"]):
-                    B.weight_step(net, alpha, beta, batches[i % 4], lr, inner, opt=opt)
+                    B.weight_step(net, alpha, beta, batches[i % 4], lr, inner, opt=opt, **extra)
             else:
                 B.weight_step(net, alpha, beta, batches[i % 4], lr, inner, opt=opt)
 
         count = spec["pretrain_steps"]
     else:
-        kwargs = {"fast": spec["fast"]} if new_api else {}
+        kwargs = {"fast": spec["fast"], **extra} if new_api else {}
         bil = B.Bilevel(net, alpha, beta, inner=inner, **kwargs)
         state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if new_api:
@@ -170,6 +185,8 @@ def export_revision(rev: str, into: Path) -> Path:
 
 
 def run_worker(tree: Path, spec: dict, timeout: float) -> dict:
+    if spec.get("ranks", 1) > 1:
+        return run_ranks(tree, spec, timeout)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m sedona_runtime.search` does
     res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
@@ -178,6 +195,40 @@ def run_worker(tree: Path, spec: dict, timeout: float) -> dict:
         tail = "\n".join(res.stderr.strip().splitlines()[-5:])
         sys.exit(f"error: worker for {tree} ({spec['phase']}) failed:\n{tail}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_ranks(tree: Path, spec: dict, timeout: float) -> dict:
+    """R workers of one data-parallel measurement, meeting in a loopback store served here: rank 0's times,
+    the largest rank's peak memory (and every rank's, `rank_peak_rss_mib`)."""
+    sys.path.insert(0, str(ROOT))
+    from sedona_runtime.pipeline import rendezvous
+
+    listener = rendezvous.listen_loopback(0)
+    port = listener.getsockname()[1]
+    store = rendezvous.serve_store(listener, spec["ranks"], 600.0)  # noqa: F841 - lives while the ranks run
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker",
+                               json.dumps({**spec, "rank": r, "port": port})],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tree))
+             for r in range(spec["ranks"])]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            if p.returncode != 0:
+                tail = "\n".join(err.strip().splitlines()[-5:])
+                sys.exit(f"error: a rank of the worker for {tree} ({spec['phase']}) failed:\n{tail}")
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+    res = dict(outs[0])
+    res["rank_peak_rss_mib"] = [o["peak_rss_mib"] for o in outs]
+    res["peak_rss_mib"] = max(res["rank_peak_rss_mib"])
+    return res
 
 
 def summarize(samples: list[dict]) -> dict:
@@ -212,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             trees[rev] = (export_revision(rev, tmp), True)
         c = args.config
         common = {"config": c, "device": args.device, "threads": args.threads, "warmup": args.warmup,
+                  "ranks": args.devices,
                   "steps": c["steps"], "pretrain_steps": c["pretrain_steps"]}
         samples: dict[str, dict[str, list]] = {label: {p: [] for p in phases} for label in trees}
         started = time.perf_counter()
@@ -224,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {r + 1}/{args.rounds} {phase:8s} {label}: "
                           + ", ".join(f"{t:.2f}" for t in last) + " s/step", file=sys.stderr, flush=True)
         result = {"setting": args.setting, "config": c, "device": args.device, "threads": args.threads,
+                  "devices": args.devices,
                   "rounds": args.rounds, "warmup": args.warmup, "wall_s": round(time.perf_counter() - started, 1),
                   "revisions": {label: {p: summarize(s) for p, s in by.items()} for label, by in samples.items()}}
         base = result["revisions"]["this tree"]

@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500; also at phase ends)")
     p.add_argument("--config", help="a search config JSON (e.g. a previous run's config.json); options override it")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--devices",
+                   help="data-parallel search on one process per device, e.g. cpu,cpu or cuda:0,cuda:1 (started "
+                        "here; under torchrun one device per local process): every batch cut into one shard per "
+                        "device, batch norm per shard, gradients averaged")
+    p.add_argument("--shards", type=int,
+                   help="cut every batch into N shards in this one process (batch norm per shard, gradients "
+                        "averaged): the same search as N processes (default 1)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads on CPU (default 0: PyTorch's choice, one per core)")
     p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")
@@ -93,7 +100,7 @@ _FIELDS = {
     **{name: (None, name) for name in (
         "head_pool", "head_width", "pretrain_steps", "eval_every", "eval_batches", "memory_size", "search_steps",
         "inner_steps", "weight_sampling", "pretrain", "random_alpha", "random_beta", "blocks", "checkpoint_every",
-        "device", "val_batch_size", "fast_heads")},
+        "device", "val_batch_size", "fast_heads", "shards")},
 }
 
 
@@ -228,10 +235,28 @@ def _print_written(console: Console, cfg: SearchConfig, written: dict) -> None:
         console.print(f"train it: {escape(command)}", highlight=False, soft_wrap=True)
 
 
+def _search(cfg: SearchConfig, args: argparse.Namespace, reporter):
+    """The search in this process, or this process's rank of a data-parallel one (search/parallel.py)."""
+    from sedona_runtime.search.parallel import check_devices, run_parallel, torchrun_world
+    from sedona_runtime.search.runner import SearchRunner
+
+    devices = check_devices(args.devices) if args.devices else None
+    world = torchrun_world()[0]
+    if world > 1 or (devices and len(devices) > 1):
+        ranks = world if world > 1 else len(devices)
+        if args.shards is not None and args.shards != ranks:
+            raise SedonaError(f"--shards {args.shards} does not match the {ranks} processes of the search (one "
+                              "shard per process): leave --shards out")
+        return run_parallel(cfg, args.out, devices, resume=args.resume, overwrite=args.overwrite,
+                            reporter=reporter, threads=args.threads)
+    if devices:
+        cfg.device = devices[0]
+    return SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter).run()
+
+
 def run(argv: list[str] | None) -> int:
     """Parse, search, print where the results are; SedonaError propagates to `main`."""
     from sedona_runtime.search.export import export_checkpoint
-    from sedona_runtime.search.runner import SearchRunner
 
     args = _parser().parse_args(argv)
     console = Console(soft_wrap=True)
@@ -263,8 +288,9 @@ def run(argv: list[str] | None) -> int:
         total = (cfg.pretrain_steps if cfg.pretrain else 0) + cfg.search_steps
         reporter = PlainReporter(lambda s: console.print(s, markup=False, highlight=False), every=max(1, total // 20))
     try:
-        runner = SearchRunner(cfg, args.out, resume=args.resume, overwrite=args.overwrite, reporter=reporter)
-        result = runner.run()
+        result = _search(cfg, args, reporter)
+        if isinstance(result, int):  # a rank > 0 of a torchrun search: rank 0 reports
+            return result
     except KeyboardInterrupt as exc:  # SearchStopped after a checkpoint, or a second Ctrl-C
         reporter.close()
         out = shlex.quote(args.out)

@@ -12,6 +12,7 @@ from torch import Tensor
 from sedona_runtime.search.memory import State, WeightSet
 from sedona_runtime.search.relaxation import RelaxedNet, mixing_weights
 from sedona_runtime.search.second_order import fast_path
+from sedona_runtime.search.sharding import ONE, Sharding
 
 Batch = tuple[Tensor, Tensor]
 
@@ -67,6 +68,7 @@ def unrolled_val_loss(
     lr: float,
     inner: InnerSettings,
     momentum: State | None = None,
+    sharding: Sharding = ONE,
 ) -> tuple[Tensor, Tensor]:
     """Final classifier's validation (loss, error) after len(batches) differentiable inner steps.
 
@@ -75,18 +77,22 @@ def unrolled_val_loss(
     from `momentum` (`higher` starts from the optimizer's state); the loss is a graph node of alpha and
     beta through every step. Batch norm runs on batch statistics throughout (the network stays in train
     mode, as in DARTS); callers that care about its running buffers restore them (see `outer_step`).
+    `sharding` (search/sharding.py): each step's loss over this process's shards, its gradient summed over
+    processes by `sharding.reduce_grads` (identity in one process); the returned loss is this process's
+    part of the validation loss (the parts sum to the whole batch's).
     """
     opt = inner_optimizer(net, lr, inner, momentum)
     with higher.innerloop_ctx(net, opt, copy_initial_weights=True, track_higher_grads=True) as (fnet, diffopt):
         a_mix, b_mix = mixing_weights(alpha, beta)
         passes = []
-        for x, y in batches:
-            out = fnet(x, y, a_mix, b_mix)
-            diffopt.step(out.total)  # the Eq. 5-6 step, its gradient recorded as a graph of alpha, beta
-            passes.append(out.mix)
+        for batch in batches:
+            total, mixes = sharding.relaxed_loss(fnet, batch, a_mix, b_mix)
+            # The Eq. 5-6 step, its gradient recorded as a graph of alpha, beta (and summed over ranks).
+            diffopt.step(total, grad_callback=sharding.reduce_grads)
+            passes.extend(mixes)
         for mix in passes:  # from here on, activations are differentiated with true sensitivities
             mix.freeze()
-        return fnet.val_loss(*val_batch)
+        return sharding.val_loss(fnet, val_batch)
 
 
 def hypergradient(
@@ -98,30 +104,36 @@ def hypergradient(
     lr: float,
     inner: InnerSettings,
     momentum: State | None = None,
+    sharding: Sharding = ONE,
 ) -> tuple[float, float, Tensor, Tensor]:
-    """(val loss, val error, d loss/d alpha, d loss/d beta) through the unrolled inner steps (Eq. 7)."""
-    loss, err = unrolled_val_loss(net, alpha, beta, batches, val_batch, lr, inner, momentum)
+    """(val loss, val error, d loss/d alpha, d loss/d beta) through the unrolled inner steps (Eq. 7);
+    under R processes each summed over the ranks (the whole batch's, identical on every rank)."""
+    loss, err = unrolled_val_loss(net, alpha, beta, batches, val_batch, lr, inner, momentum, sharding)
     g_alpha, g_beta = torch.autograd.grad(loss, [alpha, beta], allow_unused=True)
     # A head pool of one, or T = 0, leaves a variable out of the graph: its gradient is zero.
     g_alpha = torch.zeros_like(alpha) if g_alpha is None else g_alpha
     g_beta = torch.zeros_like(beta) if g_beta is None else g_beta
-    return float(loss.detach()), float(err.detach()), g_alpha, g_beta
+    sharding.sum_([g_alpha, g_beta])  # each rank differentiated its own part of the validation loss
+    loss_v, err_v = sharding.values(float(loss.detach()), float(err.detach()))
+    return loss_v, err_v, g_alpha, g_beta
 
 
 def weight_step(
     net: RelaxedNet, alpha: Tensor, beta: Tensor, batch: Batch, lr: float, inner: InnerSettings,
-    opt: torch.optim.Optimizer | None = None,
+    opt: torch.optim.Optimizer | None = None, sharding: Sharding = ONE,
 ) -> float:
-    """One ordinary Eq. 5-6 step of `net` at fixed (alpha, beta); returns the relaxed training loss."""
+    """One ordinary Eq. 5-6 step of `net` at fixed (alpha, beta); returns the relaxed training loss
+    (`sharding`: over the shards, gradients and batch-norm buffers summed over processes)."""
     opt = opt if opt is not None else inner_optimizer(net, lr, inner)
     for group in opt.param_groups:
         group["lr"] = lr
     a_mix, b_mix = mixing_weights(alpha.detach(), beta.detach())
     opt.zero_grad(set_to_none=True)
-    out = net(batch[0], batch[1], a_mix, b_mix)
-    out.total.backward()
+    total, _ = sharding.relaxed_loss(net, batch, a_mix, b_mix, buffers=True)
+    total.backward()
+    sharding.sum_param_grads(net)
     opt.step()
-    return float(out.total.detach())
+    return sharding.values(float(total.detach()))[0]
 
 
 @dataclass
@@ -153,10 +165,12 @@ class Bilevel:
         outer_weight_decay: float = 1e-6,
         outer_betas: tuple[float, float] = (0.5, 0.999),
         fast: bool = True,
+        sharding: Sharding = ONE,
     ) -> None:
         if not (alpha.is_leaf and beta.is_leaf and alpha.requires_grad and beta.requires_grad):
             raise ValueError("alpha and beta must be leaf tensors that require grad")
         self.net, self.alpha, self.beta, self.inner, self.fast = net, alpha, beta, inner, fast
+        self.sharding = sharding  # search/sharding.py: shards of every batch, collectives over ranks
         self.outer = torch.optim.Adam([alpha, beta], lr=outer_lr, betas=tuple(outer_betas),
                                       weight_decay=outer_weight_decay)
 
@@ -166,15 +180,16 @@ class Bilevel:
         self.net.load_state_dict(weights.state)
         with fast_path(self.net, self.fast):
             loss, err, g_alpha, g_beta = hypergradient(
-                self.net, self.alpha, self.beta, batches, val_batch, lr, self.inner, weights.momentum
-            )
+                self.net, self.alpha, self.beta, batches, val_batch, lr, self.inner, weights.momentum,
+                self.sharding)
             self.alpha.grad, self.beta.grad = g_alpha, g_beta
             self.outer.step()
             self.outer.zero_grad(set_to_none=True)
             # Start again from `weights` (batch-norm buffers included) for the weight step.
             self.net.load_state_dict(weights.state)
             opt = inner_optimizer(self.net, lr, self.inner, weights.momentum)
-            train_loss = weight_step(self.net, self.alpha, self.beta, batches[0], lr, self.inner, opt=opt)
+            train_loss = weight_step(self.net, self.alpha, self.beta, batches[0], lr, self.inner, opt=opt,
+                                     sharding=self.sharding)
         new = WeightSet({k: v.detach().clone() for k, v in self.net.state_dict().items()},
                         momentum_buffers(opt, self.net), weights.steps + 1)
         return OuterResult(loss, err, train_loss, new)

@@ -103,6 +103,9 @@ class SearchConfig:
     outer_beta2: float = 0.999
     val_batch_size: int = 1024  # validation images per outer step (min with the split's size)
     fast_heads: bool = True
+    # Data parallelism (search/sharding.py): every batch cut into `shards` shards, batch norm per shard,
+    # gradients averaged; computed in one process (--shards) or one shard per process (--devices, torchrun).
+    shards: int = 1
     # Output.
     blocks: list[int] | None = None  # K values to discretize for; None: PAPER_BLOCKS that fit
     random_alpha: bool = False  # also write Table 4's baselines: random alpha with the learned beta
@@ -145,6 +148,11 @@ class SearchConfig:
         _int("seed", self.seed, None)
         _int("checkpoint_every", self.checkpoint_every, 0)
         _int("val_batch_size", self.val_batch_size, 1)
+        _int("shards", self.shards, 1)
+        for name, size in (("data.batch_size", self.data.batch_size), ("val_batch_size", self.val_batch_size)):
+            if self.shards > 1 and size // self.shards < 2:  # batch norm normalises each shard by its own rows
+                raise SedonaError(f"{name}: {size} rows cannot be cut into {self.shards} shards of at least 2 "
+                                  "(batch norm per shard); use a larger batch or fewer shards/devices")
         for name in ("lr", "lr_min", "outer_lr"):
             value = getattr(self, name)
             if not _num(value) or value <= 0:

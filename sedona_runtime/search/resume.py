@@ -10,6 +10,7 @@ from sedona_runtime.utils.errors import SedonaError
 def check_resumable(saved: dict, now: dict) -> None:
     """SedonaError naming the first setting that differs from the stopped search's."""
     a, b = flatten(saved), flatten(now)
+    a.setdefault("shards", 1)  # searches from before data parallelism had one shard
     # The model's num_classes/stem/in_channels were resolved from the data when the search began.
     derived = {"model.num_classes", "model.stem", "model.in_channels"}
     for key in sorted(set(a) | set(b)):

@@ -1,6 +1,7 @@
 """SearchRunner: pretraining, the bilevel loop, checkpoints and resume, metrics and final outputs."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory, WeightSet
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
 from sedona_runtime.search.resume import check_resumable
+from sedona_runtime.search.sharding import Sharding
 from sedona_runtime.training.greedy import resolve_device
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.utils.config import to_dict
@@ -30,6 +32,7 @@ from sedona_runtime.utils.io import atomic_torch_save
 from sedona_runtime.utils.seed import derive_seed, make_generator, seed_everything
 
 log = logging.getLogger(__name__)
+CHECK_EVERY = 10  # steps between the ranks' checksum of (alpha, beta), Adam state and weights (R processes)
 
 
 class SearchStopped(KeyboardInterrupt):
@@ -58,12 +61,16 @@ class SearchRunner:
     """Runs one search into `out_dir` (RunDir layout); `resume` continues from checkpoints/last.pt."""
 
     def __init__(self, cfg: SearchConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, sharding: Sharding | None = None) -> None:
         cfg.validate()
         self.num_layers, self.blocks = check_blocks(cfg)  # bad K is refused before the run directory exists
         self.cfg, self.reporter, self.run_dir = cfg, reporter, RunDir(out_dir)
-        self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
-        if resume:
+        # One shard per rank under R processes (search/distributed.py); rank 0 alone owns the run directory.
+        self.sharding = sharding or Sharding(cfg.shards)
+        writes = self.sharding.writes
+        if writes:
+            self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
+        if resume and writes:
             check_resumable(self.run_dir.read_config(), to_dict(cfg))
         self.files = MemoryFiles(self.run_dir.checkpoints / "memory")
         self.device = resolve_device(cfg.device)
@@ -83,7 +90,8 @@ class SearchRunner:
         self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
         self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
                                outer_weight_decay=cfg.outer_weight_decay,
-                               outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_heads)
+                               outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_heads,
+                               sharding=self.sharding)
         # "- weight sampling": a memory of one always hands back the newest weights.
         self.memory = WeightMemory(cfg.memory_size if cfg.weight_sampling else 1)
         self.sampler = make_generator("search-memory", cfg.seed)
@@ -97,13 +105,15 @@ class SearchRunner:
         self.timing = {"pretrain_s": 0.0, "search_s": 0.0}
         self.peak_rss = 0
         self.last_val: dict[str, float] = {}
-        self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)  # held until run() ends
-        if not resume:
+        self.lock = (self.run_dir.prepare(resume=resume, overwrite=overwrite) if writes  # held until run() ends
+                     else contextlib.nullcontext())
+        if not resume and writes:
             self.files.clear()  # a replaced run's entries (--overwrite), now that the directory is ours
         if resume:
             self._load()
         else:
-            self.run_dir.write_config(to_dict(cfg))
+            if writes:
+                self.run_dir.write_config(to_dict(cfg))
             if not self.pretrain_steps:  # "- pretraining": the memory starts from the initial weights
                 self.memory.push(WeightSet(self.net.state_dict(), {}, 0))
 
@@ -138,7 +148,9 @@ class SearchRunner:
                     self._outer_step()
                 self._track_memory()
                 every = self.cfg.checkpoint_every
-                if interrupted.is_set():
+                if self.step % CHECK_EVERY == 0 or self.step == end:
+                    self._check_ranks()
+                if self.sharding.any(interrupted.is_set()):  # every rank stops at the same step
                     self._save()
                     self._emit({"kind": "stopped", "step": self.step, "total": self.total,
                                 "checkpoint": str(self.run_dir.last_checkpoint)})
@@ -157,7 +169,8 @@ class SearchRunner:
         lr = cosine_lr(i, self.pretrain_steps, self.cfg.lr, self.cfg.lr_min)
         x, y = self._to_device(self.train.batch(i))
         with second_order.fast_path(self.net, self.cfg.fast_heads):
-            loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt)
+            loss = weight_step(self.net, self.alpha, self.beta, (x, y), lr, self.inner, opt=self.pre_opt,
+                               sharding=self.sharding)
         self.step += 1
         if self.step % self.cfg.eval_every == 0 or self.step == self.pretrain_steps:
             val_loss, val_err = self.evaluate()
@@ -198,23 +211,27 @@ class SearchRunner:
     def evaluate(self) -> tuple[float, float]:
         """Final classifier's (loss, error) on the validation split (eval mode; `eval_batches` cap)."""
         self.net.eval()
-        loss = wrong = count = 0.0
+        sums: dict[int, list[float]] = {}  # per shard, summed in shard order: the same on 1 or R processes
         try:
             for i, batch in enumerate(eval_batches(self.data.val, self.cfg.data.batch_size)):
                 if self.cfg.eval_batches is not None and i >= self.cfg.eval_batches:
                     break
-                x, y = self._to_device(batch)
-                logits = self.net.logits(x)
-                loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
-                wrong += float((logits.argmax(1) != y).sum())
-                count += y.numel()
+                for r, (x, y) in self.sharding.eval_shards(self._to_device(batch)):
+                    logits = self.net.logits(x)
+                    acc = sums.setdefault(r, [0.0, 0.0, 0.0])
+                    acc[0] += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
+                    acc[1] += float((logits.argmax(1) != y).sum())
+                    acc[2] += y.numel()
         finally:
             self.net.train()
+        loss, wrong, count = self.sharding.values(*(sum(a[k] for a in sums.values()) for k in range(3)))
         return loss / max(count, 1), wrong / max(count, 1)
 
     # -- output -------------------------------------------------------------------------------
     def _finish(self) -> SearchResult:
         cfg, out = self.cfg, self.run_dir.path
+        if not self.sharding.writes:  # ranks > 0: rank 0 writes the results
+            return SearchResult(self.alpha.detach().clone(), self.beta.detach().clone(), {})
         source = (f"SEDONA search: {self.arch} on {cfg.data.dataset}, {self.pretrain_steps} pretraining + "
                   f"{cfg.search_steps} outer steps (T = {cfg.inner_steps}), seed {cfg.seed}")
         files = write_results(out, self.alpha, self.beta, cfg.head_pool, self.arch, self.num_layers, self.blocks,
@@ -240,7 +257,18 @@ class SearchRunner:
         return SearchResult(self.alpha.detach().clone(), self.beta.detach().clone(), summary)
 
     def _log(self, record: dict) -> None:
-        self.run_dir.log(record)
+        if self.sharding.writes:
+            self.run_dir.log(record)
+
+    def _check_ranks(self) -> None:
+        """Stop with a clear error if the ranks' (alpha, beta), Adam state or weights ever differ."""
+        if self.sharding.rank is None:
+            return
+        named = {"alpha": self.alpha.detach(), "beta": self.beta.detach(),
+                 **{f"adam.{i}.{k}": v for i, st in self.bilevel.outer.state.items() for k, v in st.items()
+                    if torch.is_tensor(v)},
+                 **{f"net.{k}": v for k, v in self.net.state_dict().items()}}
+        self.sharding.check_same(named, self.step)
 
     def _emit(self, record: dict) -> None:
         if self.reporter is not None:
@@ -272,6 +300,8 @@ class SearchRunner:
     # -- checkpoints -----------------------------------------------------------------------------
     def _save(self) -> None:
         """checkpoints/last.pt plus one file per memory entry, each written once (MemoryFiles)."""
+        if not self.sharding.writes:
+            return
         self.files.write_new(self.memory)
         atomic_torch_save(self.run_dir.last_checkpoint, {
             "version": CHECKPOINT_VERSION, "step": self.step, "net": self.net.state_dict(),
@@ -289,12 +319,14 @@ class SearchRunner:
         self.net.load_state_dict(ck["net"])
         self.pre_opt.load_state_dict(ck["pretrain_opt"])
         self.memory.load_index(ck["memory"], self.files.read)
-        self.files.remove_unreferenced(self.memory)  # entries written after the checkpoint are recomputed
+        if self.sharding.writes:  # entries written after the checkpoint are recomputed
+            self.files.remove_unreferenced(self.memory)
         self.bilevel.load_state_dict(ck["bilevel"])
         self.sampler.set_state(ck["sampler"])
         torch.set_rng_state(ck["torch_rng"])
         if ck["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
         self.timing, self.peak_rss, self.last_val = ck["timing"], ck["peak_rss"], ck["last_val"]
-        self.run_dir.truncate_metrics(self.step)  # steps after the checkpoint are recomputed
+        if self.sharding.writes:
+            self.run_dir.truncate_metrics(self.step)  # steps after the checkpoint are recomputed
         log.info("resumed the search at step %d of %d", self.step, self.total)

@@ -43,3 +43,16 @@ def test_bad_arguments_are_refused() -> None:
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "search_cost.py"), "--phases", "warp"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "--phases" in res.stderr
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(180)
+def test_two_ranks_measure_the_data_parallel_search(capsys) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import search_cost
+
+    assert search_cost.main(TINY + ["--phases", "outer", "--devices", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    outer = result["revisions"]["this tree"]["outer"]
+    assert result["devices"] == 2 and math.isfinite(outer["sec_per_step"]) and outer["sec_per_step"] > 0
+    assert outer["peak_rss_mib"] >= outer["rss_before_mib"] > 0
