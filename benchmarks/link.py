@@ -107,8 +107,8 @@ def logs(tmp: str) -> str:
 def measure_ddp(pair: Pair, nodes: Nodes, bc: BenchConfig, tmp: str, timeout: float) -> dict:
     config, out = Path(tmp, "ddp.json"), Path(tmp, "ddp_out.json")
     config.write_text(json.dumps(bc.__dict__))
-    job, port, run_id = Job(1, 2), free_port(), f"ddp{os.getpid()}"
-    nodes.run(pair, [ddp_command(pair, h, job, port, run_id, str(config), str(out)) for h in (0, 1)], timeout, logs(tmp))
+    job, port = Job(1, 2), free_port()
+    nodes.run(pair, [ddp_command(pair, h, job, port, str(config), str(out)) for h in (0, 1)], timeout, logs(tmp))
     return json.loads(out.read_text())
 
 
@@ -116,8 +116,8 @@ def measure_greedy(pair: Pair, nodes: Nodes, bc: BenchConfig, job: Job, decoupli
                    timeout: float) -> dict:
     walls = []
     for steps in (bc.warmup, bc.warmup + bc.steps):
-        port, run_id, run_dir = free_port(), f"greedy{os.getpid()}{steps}", str(Path(tmp, f"run{steps}"))
-        cmds = [greedy_command(pair, h, job, port, run_id, bc.__dict__, decoupling, steps, run_dir) for h in (0, 1)]
+        port, run_dir = free_port(), str(Path(tmp, f"run{steps}"))
+        cmds = [greedy_command(pair, h, job, port, bc.__dict__, decoupling, steps, run_dir) for h in (0, 1)]
         walls.append(nodes.run(pair, cmds, timeout, logs(tmp)))
     return {"step_s": max(1e-9, walls[1] - walls[0]) / bc.steps, "walls_s": walls}
 

@@ -35,21 +35,25 @@ class Job:
         return (1 + n // 2, n - n // 2)
 
 
-def torchrun(pair: Pair, host: int, nproc: int, port: int, run_id: str) -> list[str]:
-    """torchrun's options for host `host` (c10d rendezvous on host a's address, no restarts)."""
+def torchrun(pair: Pair, host: int, nproc: int, port: int) -> list[str]:
+    """torchrun's options for host `host`: the static rendezvous on host a's address, no restarts.
+
+    Not c10d: its agent decides whether it hosts the store from the machine's host name, which resolves
+    outside the namespaces, so neither agent hosts it and both wait for the other.
+    """
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", str(nproc),
-            "--node-rank", str(host), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{pair.addr[0]}:{port}",
-            "--rdzv-id", run_id, "--max-restarts", "0"]
+            "--node-rank", str(host), "--master-addr", pair.addr[0], "--master-port", str(port),
+            "--max-restarts", "0"]
 
 
-def ddp_command(pair: Pair, host: int, job: Job, port: int, run_id: str, config: str, out: str) -> list[str]:
-    return [*torchrun(pair, host, job.procs()[host], port, run_id), str(DDP_NODE), config, out]
+def ddp_command(pair: Pair, host: int, job: Job, port: int, config: str, out: str) -> list[str]:
+    return [*torchrun(pair, host, job.procs()[host], port), str(DDP_NODE), config, out]
 
 
-def greedy_command(pair: Pair, host: int, job: Job, port: int, run_id: str, bench: dict, decoupling: str,
+def greedy_command(pair: Pair, host: int, job: Job, port: int, bench: dict, decoupling: str,
                    steps: int, run_dir: str) -> list[str]:
     """launch/greedy.py under torchrun, its RPC and gloo on this host's veth end (--iface)."""
-    argv = [*torchrun(pair, host, job.procs()[host], port, run_id), str(ROOT / "launch" / "greedy.py"),
+    argv = [*torchrun(pair, host, job.procs()[host], port), str(ROOT / "launch" / "greedy.py"),
             "--blocks", str(job.blocks), "--decoupling", decoupling, "--arch", bench["arch"], "--retarget",
             "--width", f"{bench['width']:g}", "--dataset", "synthetic", "--image-size", str(bench["image_size"]),
             "--batch-size", str(bench["batch_size"]), "--steps", str(steps), "--no-augment",

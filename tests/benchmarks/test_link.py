@@ -48,13 +48,13 @@ def test_the_namespaces_and_their_link_stay_private():
 def test_node_commands():
     pair = Pair("7")
     assert Job(1, 2).procs() == (1, 1) and Job(2).procs() == (2, 1) and Job(2, 2).procs() == (3, 2)
-    ddp = " ".join(ddp_command(pair, 1, Job(1, 2), 29500, "r", "c.json", "o.json"))
-    assert "--nnodes 2 --nproc-per-node 1 --node-rank 1 --rdzv-backend c10d --rdzv-endpoint 10.231.0.1:29500" in ddp
+    ddp = " ".join(ddp_command(pair, 1, Job(1, 2), 29500, "c.json", "o.json"))
+    assert "--nnodes 2 --nproc-per-node 1 --node-rank 1 --master-addr 10.231.0.1 --master-port 29500" in ddp
     assert ddp.endswith("ddp_node.py c.json o.json")
-    g = " ".join(greedy_command(pair, 0, Job(2), 29501, "g", BENCH_CFG, "planned.json", 23, "/tmp/run"))
+    g = " ".join(greedy_command(pair, 0, Job(2), 29501, BENCH_CFG, "planned.json", 23, "/tmp/run"))
     assert "--nproc-per-node 2 --node-rank 0" in g and "launch/greedy.py --blocks 2 --decoupling planned.json" in g
     assert "--steps 23" in g and "--iface sl7a" in g and "--transport p2p" in g and "--replicas" not in g
-    r = " ".join(greedy_command(pair, 1, Job(2, 2, "rows"), 1, "g", BENCH_CFG, "p.json", 3, "/tmp/run"))
+    r = " ".join(greedy_command(pair, 1, Job(2, 2, "rows"), 1, BENCH_CFG, "p.json", 3, "/tmp/run"))
     assert "--blocks 2 --replicas 2 --replica-placement rows --decoupling p.json" in r and "--iface sl7b" in r
     env = node_env(pair, 1, {"PATH": "/bin"})
     assert env["GLOO_SOCKET_IFNAME"] == "sl7b" == env["TP_SOCKET_IFNAME"] and env["OMP_NUM_THREADS"] == "1"
