@@ -75,7 +75,8 @@ class Nodes:
                 if failed:
                     break
                 if time.perf_counter() - start > timeout:
-                    raise SedonaError(f"a run did not finish within {timeout:.0f}s (logs: {', '.join(map(str, files))})")
+                    names = ", ".join(map(str, files))
+                    raise SedonaError(f"a run did not finish within {timeout:.0f}s (logs: {names})")
                 time.sleep(0.05)
             wall = time.perf_counter() - start
         finally:

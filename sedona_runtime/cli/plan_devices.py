@@ -114,7 +114,8 @@ def _show(console: Console, plan, cm, arch: str, rows: int) -> None:
     hw = plan.hardware
     link = f", {hw.hosts} hosts joined by {hw.link_gbps:g} Gbit/s" if hw.hosts > 1 else ", one host"
     console.print(f"layouts of {arch} on {hw.devices} devices{link} ({hw.local_gbps:g} Gbit/s inside a host), "
-                  f"global batch {plan.batch_size}; cost model: {cm.source}" + (f" on {cm.device}" if cm.device else ""),
+                  f"global batch {plan.batch_size}; cost model: {cm.source}"
+                  + (f" on {cm.device}" if cm.device else ""),
                   markup=False, highlight=False)
     table = Table(title=f"predicted step time of every layout (K blocks x R replicas <= {hw.devices} devices)")
     cols = ("#", "layout", "devices", "step ms", "speedup", "slowest stage ms", "link ms", "peak/device")

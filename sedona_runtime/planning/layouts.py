@@ -167,7 +167,8 @@ def layout(cm: CostModel, net: Network, hw: Hardware, batch: int, blocks: Sequen
     speedup = the one-device backprop step (cm.baseline_cost()) / step.
     """
     if cm.unit != "s":
-        raise SedonaError("layouts need a cost model in seconds: a measured profile, or multiply-adds with a device rate")
+        raise SedonaError("layouts need a cost model in seconds: a measured profile, "
+                          "or multiply-adds with a device rate")
     if placement not in PLACEMENTS:
         raise SedonaError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
     K = len(blocks)
@@ -239,7 +240,8 @@ def ddp_fastest_sentence(ranked: Sequence[Layout]) -> str | None:
         return None
     best = fitting[0]
     greedy = next((l for l in fitting if l.K > 1), None)
-    tail = (f"; the best greedy layout ({greedy.K} blocks x {greedy.R} replicas) is predicted "
+    reps = f"{greedy.R} replica{'s' if greedy.R > 1 else ''}" if greedy else ""
+    tail = (f"; the best greedy layout ({greedy.K} blocks x {reps}) is predicted "
             f"{greedy.step_s / best.step_s:.2f}x slower") if greedy else ""
     return (f"Plain data parallel backprop (DDP over {best.R} devices) is the fastest choice here: predicted "
             f"{best.step_s * 1e3:.1f} ms per step, {best.speedup:.2f}x one device{tail}.")

@@ -37,7 +37,8 @@ def test_the_namespaces_and_their_link_stay_private():
     # both veth ends are created inside the namespaces: nothing in the host's namespace, no route out
     assert "ip link add sl123a netns sedlink-123-a type veth peer name sl123b netns sedlink-123-b" in cmds
     assert all("netns" in c or c.startswith("ip -n ") for c in cmds)
-    assert [" ".join(c) for c in pair.teardown_commands()] == ["ip netns del sedlink-123-a", "ip netns del sedlink-123-b"]
+    assert [" ".join(c) for c in pair.teardown_commands()] == ["ip netns del sedlink-123-a",
+                                                                "ip netns del sedlink-123-b"]
     rate = [" ".join(c) for c in pair.rate_commands("1gbit")]
     assert rate[0].startswith("ip netns exec sedlink-123-a tc qdisc replace dev sl123a root tbf rate 1gbit")
     assert rate[1].startswith("ip netns exec sedlink-123-b tc qdisc replace dev sl123b")
