@@ -115,12 +115,27 @@ def measure_ddp(pair: Pair, nodes: Nodes, bc: BenchConfig, tmp: str, timeout: fl
 
 def measure_greedy(pair: Pair, nodes: Nodes, bc: BenchConfig, job: Job, decoupling: str, tmp: str,
                    timeout: float) -> dict:
-    walls = []
+    """Seconds per step from two runs (warm-up steps, warm-up + timed steps): the difference of the runtime's
+    own `train_time_s` (summary.json: the busiest block's busy + input-wait time, no start-up, no final
+    evaluation) over the timed steps; the walls are kept too."""
+    walls, trains, peaks = [], [], []
     for steps in (bc.warmup, bc.warmup + bc.steps):
-        port, run_dir = free_port(), str(Path(tmp, f"run{steps}"))
-        cmds = [greedy_command(pair, h, job, port, bc.__dict__, decoupling, steps, run_dir) for h in (0, 1)]
+        port, run_dir = free_port(), Path(tempfile.mkdtemp(dir=tmp), "run")
+        cmds = [greedy_command(pair, h, job, port, bc.__dict__, decoupling, steps, str(run_dir)) for h in (0, 1)]
         walls.append(nodes.run(pair, cmds, timeout, logs(tmp)))
-    return {"step_s": max(1e-9, walls[1] - walls[0]) / bc.steps, "walls_s": walls}
+        summary = json.loads((run_dir / "summary.json").read_text())
+        trains.append(summary_train_s(summary))
+        peaks += [p for p in summary.get("peak_memory_bytes", []) if p]
+    return {"step_s": max(1e-9, trains[1] - trains[0]) / bc.steps, "train_s": trains, "walls_s": walls,
+            "wall_step_s": (walls[1] - walls[0]) / bc.steps, "peak_memory_bytes": max(peaks, default=None)}
+
+
+def summary_train_s(summary: dict) -> float:
+    """The runtime's training seconds of one run (summary.json's train_time_s)."""
+    value = summary.get("train_time_s")
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise SedonaError("the pipeline's summary.json has no train_time_s: cannot time the run")
+    return float(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ sys.path.insert(0, str(BENCH))
 
 from link_lib.commands import Job, ddp_command, greedy_command, node_env  # noqa: E402
 from link_lib.netns import Pair, rate_bits, tbf_args  # noqa: E402
+from link import summary_train_s  # noqa: E402
 
 from sedona_runtime.utils.errors import SedonaError  # noqa: E402
 
@@ -59,3 +60,10 @@ def test_node_commands():
     assert "--blocks 2 --replicas 2 --replica-placement rows --decoupling p.json" in r and "--iface sl7b" in r
     env = node_env(pair, 1, {"PATH": "/bin"})
     assert env["GLOO_SOCKET_IFNAME"] == "sl7b" == env["TP_SOCKET_IFNAME"] and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_greedy_time_comes_from_the_runtimes_summary():
+    assert summary_train_s({"train_time_s": 12.5, "wall_time_s": 30.0}) == 12.5
+    for bad in ({}, {"train_time_s": 0}, {"train_time_s": "x"}):
+        with pytest.raises(SedonaError, match="train_time_s"):
+            summary_train_s(bad)
