@@ -30,14 +30,14 @@ from rich.table import Table  # noqa: E402
 
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
 from speedup_lib.load import probed  # noqa: E402
-from speedup_lib.peers import ALGORITHM, parse_peers, time_peer  # noqa: E402
-from speedup_lib.planned import (planned_spec, predicted, predicted_layouts, predicted_step,  # noqa: E402
-                                 profile_cost_model, resolve)
+from speedup_lib.peers import parse_peers, time_peer  # noqa: E402
+from speedup_lib.planned import planned_spec, predicted, predicted_layouts, profile_cost_model, resolve  # noqa: E402
 from speedup_lib.replicas import replica_rows, replicas_available, time_replicas  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
-from speedup_lib.rows import ALL_HEADER, all_rows, summarize_row  # noqa: E402
+from speedup_lib.rows import ALL_HEADER, all_rows, side_by_side  # noqa: E402
 
 from sedona_runtime.cli.display import print_unwrapped  # noqa: E402
+from sedona_runtime.planning.devices import layout_record  # noqa: E402
 from sedona_runtime.planning.predict import ideal_speedup  # noqa: E402
 from sedona_runtime.utils.config import to_dict  # noqa: E402
 from sedona_runtime.utils.errors import SedonaError  # noqa: E402
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                           f"{escape(lay.command)}", highlight=False)
         atomic_write_json(out / "predicted.json", {"config": to_dict(bc), "profile_device": profile["device"],
                                                    "predicted": preds, "environment": environment(),
-                                                   "layouts": [lay_rec(l) for l in plan.ranked]})
+                                                   "layouts": [layout_record(l) for l in plan.ranked]})
         return 0
 
     runs = [(s, t) for s in specs for t in transports]
@@ -238,37 +238,6 @@ def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[tuple[str,
                      "peak_memory_bytes": max(r["peak_memory_bytes"] for r in base_runs)},
         "decouplings": decs,
     }
-
-
-def lay_rec(lay) -> dict:
-    from sedona_runtime.planning.devices import layout_record
-
-    return layout_record(lay)
-
-
-def side_by_side(bc, cm, G, result, base_runs, pipe_runs, names, peers, reps, other, loads, preds) -> list[dict]:
-    """Every row with its load flags and the layout model's prediction (None where it has none)."""
-    whole = [(1, cm.num_layers, None)]
-    base = summarize_row("backprop (1 process)", ALGORITHM["backprop"], base_runs, loads["backprop"], None,
-                         bc.batch_size, predicted_step(bc, cm, whole, 1, 1))
-    base_step = base["step_s"]
-    base["speedup"] = 1.0
-    rows = [base]
-    for (s, t), runs in pipe_runs.items():
-        blocks = [tuple(b) for b in preds[s]["blocks"]]
-        rows.append(summarize_row(f"greedy K={len(blocks)}: {(names or {}).get((s, t), s)}", ALGORITHM["greedy"],
-                                  runs, loads[f"{s} [{t}]"], base_step, bc.batch_size,
-                                  predicted_step(bc, cm, blocks, 1, len(blocks))))
-    for peer in peers:
-        pred = predicted_step(bc, cm, whole, G, G) if peer.kind == "ddp" else None
-        rows.append(summarize_row(peer.name, ALGORITHM[peer.kind], other[peer.name], loads[peer.name], base_step,
-                                  bc.batch_size, pred))
-    for row in reps:
-        blocks = whole if row.blocks == 1 else [tuple(b) for b in preds[row.decoupling]["blocks"]]
-        rows.append(summarize_row(row.name, ALGORITHM["replicas" if row.blocks == 1 else "greedy"],
-                                  other[row.name], loads[row.name], base_step, bc.batch_size,
-                                  predicted_step(bc, cm, blocks, row.replicas, G)))
-    return rows
 
 
 def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from speedup_lib.load import robust_median
+from speedup_lib.peers import ALGORITHM
+from speedup_lib.planned import predicted_step
 
 ALL_HEADER = ["run", "ms/step median", "min-max", "speedup", "samples/s", "peak MiB/process", "algorithm",
               "disturbed (other cores)", "predicted ms"]
@@ -44,3 +46,29 @@ def all_rows(rows: list[dict]) -> list[list[str]]:
                     spd, f"{r['samples_per_s']:.0f}", mem, r["algorithm"],
                     f"{r['disturbed']}/{r['repetitions']} ({other})", pred])
     return out
+
+
+def side_by_side(bc: Any, cm: Any, G: int, result: dict, base_runs: list, pipe_runs: dict, names: dict | None,
+                 peers: list, reps: list, other: dict, loads: dict, preds: dict) -> list[dict]:
+    """Every row with its load flags and the layout model's prediction (None where it has none)."""
+    whole = [(1, cm.num_layers, None)]
+    base = summarize_row("backprop (1 process)", ALGORITHM["backprop"], base_runs, loads["backprop"], None,
+                         bc.batch_size, predicted_step(bc, cm, whole, 1, 1))
+    base_step = base["step_s"]
+    base["speedup"] = 1.0
+    rows = [base]
+    for (s, t), runs in pipe_runs.items():
+        blocks = [tuple(b) for b in preds[s]["blocks"]]
+        rows.append(summarize_row(f"greedy K={len(blocks)}: {(names or {}).get((s, t), s)}", ALGORITHM["greedy"],
+                                  runs, loads[f"{s} [{t}]"], base_step, bc.batch_size,
+                                  predicted_step(bc, cm, blocks, 1, len(blocks))))
+    for peer in peers:
+        pred = predicted_step(bc, cm, whole, G, G) if peer.kind == "ddp" else None
+        rows.append(summarize_row(peer.name, ALGORITHM[peer.kind], other[peer.name], loads[peer.name], base_step,
+                                  bc.batch_size, pred))
+    for row in reps:
+        blocks = whole if row.blocks == 1 else [tuple(b) for b in preds[row.decoupling]["blocks"]]
+        rows.append(summarize_row(row.name, ALGORITHM["replicas" if row.blocks == 1 else "greedy"],
+                                  other[row.name], loads[row.name], base_step, bc.batch_size,
+                                  predicted_step(bc, cm, blocks, row.replicas, G)))
+    return rows

@@ -1,7 +1,7 @@
-"""The benchmark's peers (torch DDP, GPipe, 1F1B), its load probe and the --replicas rows' commands."""
+"""The benchmark's peers (torch DDP, GPipe, 1F1B), its load probe and the --replicas rows' commands (the
+peers' end-to-end run is in test_speedup.py's test_benchmark_runs_and_writes_every_figure)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -83,20 +83,3 @@ def test_bad_peer_settings_are_one_line(tmp_path, capsys):
         assert speedup.main([*TINY, *args, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
-
-
-@pytest.mark.multiprocess
-@pytest.mark.timeout(240)
-def test_peers_run_beside_the_pipeline(tmp_path):
-    out = tmp_path / "bench"
-    assert speedup.main([*TINY, "--no-defaults", "--decoupling", "dgl:2", "--transport", "p2p",
-                         "--peers", "ddp,1f1b", "--microbatches", "4", "--out", str(out)]) == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    names = [r["name"] for r in rows]
-    assert names[0] == "backprop (1 process)" and names[2:] == ["DDP x 2 (torch DDP)",
-                                                               "1F1B 2 stages, 4 micro-batches"]
-    for r in rows:
-        assert r["step_s"] > 0 and r["samples_per_s"] > 0 and r["speedup"] > 0 and r["algorithm"]
-        assert len(r["loads"]) == 1 and r["loads"][0]["other_cores"] >= 0
-        assert r["peak_memory_bytes"] > 0
-    assert rows[2]["predicted_step_s"] > 0 and rows[3]["predicted_step_s"] is None
