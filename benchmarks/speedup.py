@@ -4,9 +4,14 @@
     python benchmarks/speedup.py --arch vgg19 --batch-size 64 --decoupling my.json
     python benchmarks/speedup.py --predict-only        # profile one device, predict K devices
     python benchmarks/speedup.py --transport rpc,p2p   # both activation transports, side by side
+    python benchmarks/speedup.py --peers none          # only backprop and the greedy pipeline
+    python benchmarks/speedup.py --predict-only --devices 8   # every K x R layout on 8 devices, ranked
 
 The baseline runs on one core set (or one GPU); the pipeline on K disjoint core sets of the same size
-(or K GPUs). Every run repeats --repeats times, interleaved, and medians are quoted.
+(or K GPUs). The peers (--peers: torch DDP, torch.distributed.pipelining GPipe and 1F1B) run on G =
+--devices core sets (default K), and, once the runtime has --replicas, `launch/greedy.py --blocks 1
+--replicas G` and greedy K x G/K. Every run repeats --repeats times, interleaved; each repetition records
+the machine's other load, and medians are over the undisturbed repetitions when there are enough.
 """
 from __future__ import annotations
 
@@ -15,7 +20,6 @@ import dataclasses
 import logging
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,9 +29,15 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
-from speedup_lib.planned import planned_spec, predicted, profile_cost_model, resolve  # noqa: E402
+from speedup_lib.load import probed  # noqa: E402
+from speedup_lib.peers import parse_peers, time_peer  # noqa: E402
+from speedup_lib.planned import planned_spec, predicted, predicted_layouts, profile_cost_model, resolve  # noqa: E402
+from speedup_lib.replicas import replica_rows, replicas_available, time_replicas  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
+from speedup_lib.rows import ALL_HEADER, all_rows, side_by_side  # noqa: E402
 
+from sedona_runtime.cli.display import print_unwrapped  # noqa: E402
+from sedona_runtime.planning.devices import layout_record  # noqa: E402
 from sedona_runtime.planning.predict import ideal_speedup  # noqa: E402
 from sedona_runtime.utils.config import to_dict  # noqa: E402
 from sedona_runtime.utils.errors import SedonaError  # noqa: E402
@@ -56,7 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-defaults", action="store_true",
                    help="measure only the --decoupling ones (not planned, DGL and shipped SEDONA)")
     p.add_argument("--predict-only", action="store_true",
-                   help="profile on one device and print the predicted K-device speedups, no pipeline runs")
+                   help="profile on one device and print the predicted K-device speedups and the ranked layouts "
+                        "on --devices, no pipeline runs")
+    p.add_argument("--devices", type=int, help="G: devices of the peers and the layouts (default K)")
+    p.add_argument("--peers", default="ddp,gpipe,1f1b",
+                   help="peers measured beside the pipeline: ddp, gpipe, 1f1b (comma separated) or none")
+    p.add_argument("--microbatches", default="4,8", help="micro-batch counts of the GPipe and 1F1B rows")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every block's forward and head, in the baseline and the pipeline alike")
     p.add_argument("--out", default="bench_out/speedup", help="results folder")
@@ -94,6 +109,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
                      queue_depth=args.queue_depth, device=args.device, transport=transports[0],
                      compile=args.compile)
     bc.validate()
+    G = bc.blocks if args.devices is None else args.devices
+    if G < 1:
+        raise SedonaError(f"--devices must be a positive integer, got {G}")
+    try:
+        micro = tuple(int(m) for m in args.microbatches.split(",") if m.strip())
+    except ValueError:
+        micro = ()
+    if not micro or min(micro) < 1 or any(bc.batch_size % m for m in micro):
+        raise SedonaError(f"--microbatches {args.microbatches}: positive counts that divide the batch {bc.batch_size}")
+    peers = [] if args.peers.strip() in ("", "none") else parse_peers(args.peers, G, micro)
+    if peers and bc.batch_size % G:
+        raise SedonaError(f"--batch-size {bc.batch_size} does not split over --devices {G}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cores = core_sets(bc.blocks)
@@ -123,26 +150,50 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.predict_only:
         for s, p in preds.items():
             console.print(f"  {s}: predicted speedup on {bc.blocks} devices {p['speedup']:.2f}x (PREDICTED)")
+        plan = predicted_layouts(bc, cm, G)
+        console.print(f"every layout on {G} devices, ranked (PREDICTED from the profile):")
+        for lay in plan.ranked[:12]:
+            console.print(f"  {lay.kind} {lay.K} x {lay.R}: {lay.step_s * 1e3:.1f} ms/step, {lay.speedup:.2f}x  "
+                          f"{escape(lay.command)}", highlight=False)
         atomic_write_json(out / "predicted.json", {"config": to_dict(bc), "profile_device": profile["device"],
-                                                   "predicted": preds, "environment": environment()})
+                                                   "predicted": preds, "environment": environment(),
+                                                   "layouts": [layout_record(l) for l in plan.ranked]})
         return 0
 
     runs = [(s, t) for s in specs for t in transports]
+    reps = replica_rows(G, bc.blocks, specs[0], transports[-1]) if replicas_available() else []
+    if not reps:
+        console.print("note: launch/greedy.py has no --replicas yet: no runtime DDP / K x R rows")
     base_runs, pipe_runs = [], {run: [] for run in runs}
-    for r in range(bc.repeats):
-        console.print(f"repetition {r + 1}/{bc.repeats}: backprop baseline ...")
-        base_runs.append(time_baseline(bc, cores[0]))
+    loads: dict[str, list[dict]] = {}
+    other: dict[str, list[dict]] = {}
+
+    def timed(key: str, what: str, fn):
+        console.print(f"repetition {r + 1}/{bc.repeats}: {escape(what)} ...")
+        value, load = probed(fn)
+        loads.setdefault(key, []).append(load.to_dict())
+        console.print(f"    ({load.wall_s:.1f}s with process start-up; other load {load.other_cores:.2f} cores"
+                      + (", DISTURBED" if load.disturbed else "") + ")")
+        return value
+
+    boundaries = [b[1] for b in preds[specs[0]]["blocks"][:-1]] if specs else []
+    for r in range(bc.repeats):  # every row once per repetition, interleaved
+        base_runs.append(timed("backprop", "backprop baseline", lambda: time_baseline(bc, cores[0])))
         for s, t in runs:
-            console.print(f"repetition {r + 1}/{bc.repeats}: pipeline {s} ({t} transport) ...")
-            t0 = time.perf_counter()
-            pipe_runs[(s, t)].append(time_pipeline(dataclasses.replace(bc, transport=t), s))
-            console.print(f"    ({time.perf_counter() - t0:.1f}s with process start-up)")
+            pipe_runs[(s, t)].append(timed(f"{s} [{t}]", f"pipeline {s} ({t} transport)",
+                                           lambda: time_pipeline(dataclasses.replace(bc, transport=t), s)))
+        for peer in peers:
+            other.setdefault(peer.name, []).append(timed(peer.name, peer.name,
+                                                         lambda: time_peer(bc, peer, boundaries)))
+        for row in reps:
+            other.setdefault(row.name, []).append(timed(row.name, row.name, lambda: time_replicas(bc, row)))
 
     if len(transports) > 1:
         names = {(s, t): f"{labels.get(s, s)} [{t}]" for s, t in runs}
     else:
         names = {(s, t): labels.get(s, s) for s, t in runs}
     result = summarize(bc, base_runs, pipe_runs, preds, profile, names)
+    result["rows"] = side_by_side(bc, cm, G, result, base_runs, pipe_runs, names, peers, reps, other, loads, preds)
     atomic_write_json(out / "results.json", result)
     result_pngs = save_pngs(result, out)
     show(console, result, out, result_pngs)
@@ -196,6 +247,14 @@ def summarize(bc: BenchConfig, base_runs: list[dict], pipe_runs: dict[tuple[str,
 
 
 def show(console: Console, result: dict, out: Path, pngs: list[str]) -> None:
+    if result.get("rows"):
+        every = Table(title="every row side by side (medians over undisturbed repetitions; '(all)': too few were)")
+        for h in ALL_HEADER:
+            every.add_column(h, justify="left" if h in ("run", "algorithm", ALL_HEADER[-2]) else "right",
+                             no_wrap=True)
+        for row in all_rows(result["rows"]):
+            every.add_row(*(escape(cell) for cell in row))
+        print_unwrapped(console, every)
     table = Table(title="greedy pipeline vs single-process backprop (medians; predicted = from the 1-device profile)")
     for h in HEADER:
         table.add_column(h, justify="left" if h == "run" else "right", no_wrap=True)

@@ -79,3 +79,40 @@ def predicted(bc: BenchConfig, cm: Any, spec: str) -> dict:
     pred = predict(cm, blocks_of(dec))
     return {"speedup": pred.speedup, "blocks": [[b.first, b.last, b.head] for b in dec.blocks],
             "breakdown": pred.to_dict()}
+
+
+def layout_hardware(devices: int, link_gbps: float | None = None, hosts: int | None = None):
+    """The planner's Hardware for the benchmark: `devices` single core sets, one host unless a link is given."""
+    from sedona_runtime.planning.layouts import Hardware
+
+    return Hardware(devices=devices, hosts=hosts or (2 if link_gbps else 1), link_gbps=link_gbps)
+
+
+def network(bc: BenchConfig, cm: Any):
+    """Parameter and activation bytes of the benchmark's network (for the layout planner)."""
+    from sedona_runtime.planning.devices import network_sizes
+
+    return network_sizes(model_config(bc), (3, bc.image_size, bc.image_size), sorted(cm.head_cost))
+
+
+def predicted_layouts(bc: BenchConfig, cm: Any, devices: int, link_gbps: float | None = None,
+                      hosts: int | None = None):
+    """Every K x R layout on `devices` from the one-device profile, ranked (PREDICTED)."""
+    from sedona_runtime.planning.devices import plan_devices
+
+    L = _num_layers(bc)
+    try:
+        base, name = resolve_decoupling("sedona:2", bc.arch, L), "sedona:2"
+    except Exception:  # no shipped search for this arch: DGL's heads
+        base, name = resolve_decoupling("dgl:2", bc.arch, L), "dgl:2"
+    return plan_devices(base, cm, network(bc, cm), layout_hardware(devices, link_gbps, hosts), bc.batch_size,
+                        base_name=name)
+
+
+def predicted_step(bc: BenchConfig, cm: Any, blocks: list, replicas: int, devices: int,
+                   link_gbps: float | None = None, hosts: int | None = None, placement: str = "rows") -> float:
+    """Predicted seconds per step of `blocks` [(first, last, head)] x `replicas` (the layout model)."""
+    from sedona_runtime.planning.layouts import layout
+
+    hw = layout_hardware(devices, link_gbps, hosts)
+    return layout(cm, network(bc, cm), hw, bc.batch_size, [tuple(b) for b in blocks], replicas, placement).step_s

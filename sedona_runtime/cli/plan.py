@@ -12,6 +12,8 @@ from rich.table import Table
 from sedona_runtime.cli._common import (MODEL_HELP, PRESETS, OneLineParser, resolve_import_paths, run_main, run_name,
                                         take_model_option)
 from sedona_runtime.cli.display import print_unwrapped
+from sedona_runtime.cli.plan_devices import add_options as add_devices_options
+from sedona_runtime.cli.plan_devices import given_devices_options, run_devices
 from sedona_runtime.decoupling.resolve import is_spec
 from sedona_runtime.utils.errors import SedonaError
 
@@ -35,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and the best-scoring cut that reaches a target speedup.",
         epilog=_EPILOG,
     )
-    p.add_argument("--decoupling", required=True,
-                   help="decoupling file or shipped name (e.g. resnet101_k4); with --arch also dgl:K, sedona:K")
+    p.add_argument("--decoupling",
+                   help="decoupling file or shipped name (e.g. resnet101_k4); with --arch also dgl:K, sedona:K "
+                        "(required, except with --devices: then sedona:2's alpha and heads, else dgl:2's)")
     p.add_argument("--arch", help="architecture for decoupling specs such as dgl:4 (files name their own)")
     p.add_argument("--model", help=MODEL_HELP + "; for specs such as dgl:4, or to import the network a file names")
     p.add_argument("--blocks", type=int, help="number of blocks K (default: the decoupling's)")
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size, stem and classes the multiply-adds are counted at (default imagenet)")
     p.add_argument("--image-size", type=int, help="override the dataset's image size")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size of the cost model (default 1)")
+    p.add_argument("--batch-size", type=int, help="batch size of the cost model (default 1; 32 with --devices)")
     p.add_argument("--bandwidth", type=float,
                    help="link bytes/s: add boundary transfers (FLOP mode needs --device-rate)")
     p.add_argument("--device-rate", type=float, help="device multiply-adds/s: FLOP costs become seconds")
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="only print the front: write no decoupling, plan record or PNG")
     p.add_argument("--rows", type=int, default=40, help="at most this many front rows on screen (default 40)")
+    add_devices_options(p)
     return p
 
 
@@ -94,7 +98,7 @@ def _run(argv: list[str] | None) -> int:
         resolve_import_paths(ModelConfig(arch=args.arch))  # a user network: import it now (one clear line)
     if args.blocks is not None and args.blocks < 1:
         raise SedonaError(f"--blocks must be a positive integer, got {args.blocks}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise SedonaError(f"--batch-size must be a positive integer, got {args.batch_size}")
     for option, value in (("--device-rate", args.device_rate), ("--bandwidth", args.bandwidth)):
         if value is not None and not 0 < value < float("inf"):  # each option named for its own value
@@ -102,6 +106,11 @@ def _run(argv: list[str] | None) -> int:
     if args.out is not None and Path(args.out).is_dir():  # refused before anything (the figure) is written
         raise SedonaError(f"--out {args.out} is a directory: name the decoupling file to write (e.g. "
                           f"{Path(args.out) / 'planned.json'})")
+    if given_devices_options(args):
+        return run_devices(args, Console(soft_wrap=True))
+    if args.decoupling is None:
+        raise SedonaError("--decoupling is required (a file, a shipped name, or with --arch a spec such as dgl:4)")
+    args.batch_size = 1 if args.batch_size is None else args.batch_size
     if args.arch is None and is_spec(args.decoupling) and not Path(args.decoupling).exists():
         raise SedonaError(f"--decoupling {args.decoupling} is built for a network: give --arch too "
                           "(files and shipped names carry their own)")

@@ -26,10 +26,12 @@ def _positive(x: float) -> bool:
 
 
 @pytest.mark.multiprocess
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_benchmark_runs_and_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    assert speedup.main([*TINY, "--transport", "rpc,p2p", "--out", str(out)]) == 0
+    # Two of the peers (each spawns its own two ranks) ride along: their rows are checked at the end.
+    assert speedup.main([*TINY, "--transport", "rpc,p2p", "--peers", "ddp,1f1b", "--microbatches", "4",
+                         "--out", str(out)]) == 0
     result = json.loads((out / "results.json").read_text())
     assert result["config"]["blocks"] == 2 and result["environment"]["torch"]
     base = result["baseline"]
@@ -58,15 +60,23 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path: Path) -> None:
             assert [s for s, _, _ in spans] == list(range(1, 5))
             assert all(a <= b for _, a, b in spans)
     assert json.loads((out / "profile.json").read_text())["layers"]
+    rows = result["rows"]  # every row side by side, with its load and algorithm
+    assert [r["name"] for r in rows][-2:] == ["DDP x 2 (torch DDP)", "1F1B 2 stages, 4 micro-batches"]
+    assert rows[0]["name"] == "backprop (1 process)" and len(rows) == 3 + len(result["decouplings"])
+    for r in rows:
+        assert _positive(r["step_s"]) and _positive(r["samples_per_s"]) and _positive(r["speedup"]) and r["algorithm"]
+        assert len(r["loads"]) == 1 and r["loads"][0]["other_cores"] >= 0 and r["peak_memory_bytes"] > 0
+    assert rows[-2]["predicted_step_s"] > 0 and rows[-1]["predicted_step_s"] is None
     for png in ("timeline.png", "speedup.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_only_writes_predictions(tmp_path: Path) -> None:
     out = tmp_path / "pred"
-    assert speedup.main([*TINY, "--predict-only", "--out", str(out)]) == 0
+    assert speedup.main([*TINY, "--predict-only", "--devices", "4", "--out", str(out)]) == 0
     pred = json.loads((out / "predicted.json").read_text())
-    assert {"config", "profile_device", "predicted", "environment"} <= set(pred)
+    assert {"config", "profile_device", "predicted", "environment", "layouts"} <= set(pred)
+    assert {(l["K"], l["R"]) for l in pred["layouts"]} >= {(1, 4), (2, 2), (4, 1)}
     assert all(_positive(p["speedup"]) for p in pred["predicted"].values())
 
 

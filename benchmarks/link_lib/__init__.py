@@ -1,0 +1,1 @@
+"""Pieces of benchmarks/link.py: network namespaces and their link (netns.py), the node commands (commands.py)."""

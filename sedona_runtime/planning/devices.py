@@ -1,0 +1,92 @@
+"""Every K x R layout of one network on G devices, ranked: planned cuts per K, the given decoupling, plain DDP."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from sedona_runtime.decoupling.schema import Decoupling
+from sedona_runtime.planning.cost_model import CostModel
+from sedona_runtime.planning.layouts import Hardware, Layout, Network, layout, placements_for, rank
+from sedona_runtime.planning.planner import make_plan
+from sedona_runtime.planning.predict import blocks_of
+
+BYTES_PER_PARAM = 4  # fp32 weights, gradients and optimizer state
+
+
+def network_sizes(model_cfg: Any, input_shape: Sequence[int], heads: Sequence[str]) -> Network:
+    """Parameter and per-sample activation bytes of `model_cfg` (counted on the meta device, no weights)."""
+    from sedona_runtime.analysis.costs import model_costs
+
+    costs = model_costs(model_cfg, tuple(int(s) for s in input_shape), heads=list(heads))
+    layers = costs["layers"]
+    return Network(
+        param_bytes=[float(l["params"] * BYTES_PER_PARAM) for l in layers],
+        head_param_bytes={h: [float(l["heads"][h]["params"] * BYTES_PER_PARAM) for l in layers[:-1]] for h in heads},
+        classifier_bytes=float(costs["classifier"]["params"] * BYTES_PER_PARAM),
+        output_bytes=[float(l["channels"] * l["size"] ** 2 * BYTES_PER_PARAM) for l in layers],
+    )
+
+
+@dataclass
+class DevicePlan:
+    """The ranked layouts and what they were computed from."""
+
+    hardware: Hardware
+    batch_size: int
+    ranked: list[Layout]
+    skipped: list[str]      # layouts left out, with why (a batch that does not split)
+
+
+def command(lay: Layout, base: str, given: str | None) -> str:
+    """The command line that runs `lay` (`launch/greedy.py`; a planned cut is written by the plan CLI first)."""
+    if lay.K == 1:
+        return f"launch/greedy.py --blocks 1 --replicas {lay.R} --decoupling backprop"
+    reps = f" --replicas {lay.R}" if lay.R > 1 else ""
+    place = f" --replica-placement {lay.placement}" if lay.R > 1 and lay.placement != "rows" else ""
+    if lay.cut == "given" and given is not None:
+        return f"launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {given}"
+    out = f"planned_k{lay.K}.json"
+    return (f"python -m sedona_runtime.plan --decoupling {base} --blocks {lay.K} --out {out} && "
+            f"launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {out}")
+
+
+def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, batch_size: int, *,
+                 base_name: str, given: Decoupling | None = None, given_name: str | None = None,
+                 max_blocks: int | None = None) -> DevicePlan:
+    """All layouts with K * R <= hw.devices: K = 1 (DDP), and for K >= 2 the fastest cut planned from
+    `base`'s alpha (make_plan) and `given` at its own K; every placement that differs across hosts."""
+    G = hw.devices
+    top = min(G, cm.num_layers, max_blocks or G)
+    candidates: list[tuple[int, list, str]] = []
+    for K in range(1, top + 1):
+        if K == 1:
+            candidates.append((1, [(1, cm.num_layers, None)], "backprop"))
+            continue
+        plan = make_plan(base, cm, K)
+        heads = plan.heads_of(plan.fastest)
+        bounds = [0, *plan.fastest.boundaries, cm.num_layers]
+        blocks = [(bounds[i] + 1, bounds[i + 1], heads[i] if i < K - 1 else None) for i in range(K)]
+        candidates.append((K, blocks, "planned"))
+    if given is not None and 2 <= given.K <= G:
+        candidates.append((given.K, blocks_of(given), "given"))
+    layouts: list[Layout] = []
+    skipped: list[str] = []
+    for K, blocks, cut in candidates:
+        for R in range(1, G // K + 1):
+            if batch_size % R:
+                skipped.append(f"{K} x {R}: batch {batch_size} does not split into {R} shards")
+                continue
+            for placement in placements_for(K, R, hw):
+                lay = layout(cm, net, hw, batch_size, blocks, R, placement, cut)
+                lay.command = command(lay, base_name, given_name)
+                layouts.append(lay)
+    return DevicePlan(hw, batch_size, rank(layouts), skipped)
+
+
+def layout_record(lay: Layout) -> dict[str, Any]:
+    """One ranked layout as JSON."""
+    return {"kind": lay.kind, "K": lay.K, "R": lay.R, "devices": lay.devices, "placement": lay.placement,
+            "cut": lay.cut, "boundaries": list(lay.boundaries), "heads": list(lay.heads),
+            "step_s": lay.step_s, "speedup": lay.speedup, "link_s": lay.link_s, "stage_s": lay.stage_s,
+            "peak_bytes": lay.peak_bytes, "fits": lay.fits, "command": lay.command,
+            "stages": [s.__dict__ for s in lay.stages]}

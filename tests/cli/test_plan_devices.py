@@ -1,0 +1,49 @@
+"""`python -m sedona_runtime.plan --devices G`: ranked layouts with their commands, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sedona_runtime.cli.plan import main
+
+SMALL = ["--arch", "small", "--dataset", "digits", "--device-rate", "1e9"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_ranked_layouts_with_commands(capsys, tmp_path):
+    assert main(["--devices", "4", *SMALL, "--out", str(tmp_path / "layouts.json")]) == 0
+    out = capsys.readouterr().out
+    assert "DDP x 4" in out and "greedy 2 x 2" in out and "greedy 4 x 1" in out
+    assert "launch/greedy.py --blocks 1 --replicas 4" in out
+    rec = json.loads((tmp_path / "layouts.json").read_text())
+    steps = [l["step_s"] for l in rec["layouts"]]
+    assert steps == sorted(steps) and {(l["K"], l["R"]) for l in rec["layouts"]} >= {(1, 1), (1, 4), (2, 2), (4, 1)}
+    assert all(l["K"] * l["R"] <= 4 for l in rec["layouts"])
+    assert not any((tmp_path / f).exists() for f in ("planned_k2.json",))  # nothing written but --out
+
+
+def test_a_slow_link_and_memory_limits(capsys):
+    assert main(["--devices", "2", *SMALL, "--link-gbps", "0.001", "--memory-gib", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "2 hosts joined by 0.001 Gbit/s" in out and "yes" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--devices", "0"], "--devices must be a positive integer, got 0"),
+    (["--devices", "2", "--link-gbps", "-1"], "--link-gbps must be a positive number"),
+    (["--devices", "2", "--memory-gib", "0"], "--memory-gib must be a positive number"),
+    (["--devices", "2", "--hosts", "3", "--link-gbps", "1"], "--hosts must be an integer in 1..2"),
+    (["--link-gbps", "1", "--decoupling", "dgl:2"], "--link-gbps: only with --devices G"),
+    (["--devices", "2", "--arch", "small", "--dataset", "digits"], "--devices needs step times in seconds"),
+    (["--devices", "2", "--device-rate", "1e9"], "--devices needs --arch"),
+])
+def test_bad_values_are_one_line(capsys, args, message):
+    extra = [] if "--arch" in args or "--decoupling" in args or "needs --arch" in message else SMALL
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("error:")
