@@ -165,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, rates: list[str], pair: Pair, nodes: Nodes) -> int:
     from link_lib.predict import plan_and_predict
-    from speedup_lib.replicas import replicas_available
 
     bc = BenchConfig(arch=args.arch, width=args.width, image_size=args.image_size, batch_size=args.batch_size,
                      warmup=args.warmup, steps=args.steps, repeats=1, blocks=2, transport="p2p")
@@ -176,7 +175,7 @@ def run(args: argparse.Namespace, rates: list[str], pair: Pair, nodes: Nodes) ->
           flush=True)
     planned, predict, profile_source = plan_and_predict(bc, args.profile, out)
     jobs = [Job(2)]
-    if replicas_available() and len(os.sched_getaffinity(0)) >= 4:
+    if len(os.sched_getaffinity(0)) >= 4:  # K = 2 x R = 2: four processes, a core each
         jobs += [Job(2, 2, "blocks"), Job(2, 2, "rows")]
     create(pair)
     results = []

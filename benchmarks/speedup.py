@@ -32,7 +32,7 @@ from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipe
 from speedup_lib.load import probed  # noqa: E402
 from speedup_lib.peers import parse_peers, time_peer  # noqa: E402
 from speedup_lib.planned import planned_spec, predicted, predicted_layouts, profile_cost_model, resolve  # noqa: E402
-from speedup_lib.replicas import replica_rows, replicas_available, time_replicas  # noqa: E402
+from speedup_lib.replicas import replica_rows, time_replicas  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
 from speedup_lib.rows import ALL_HEADER, all_rows, side_by_side  # noqa: E402
 
@@ -161,9 +161,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 0
 
     runs = [(s, t) for s in specs for t in transports]
-    reps = replica_rows(G, bc.blocks, specs[0], transports[-1]) if replicas_available() else []
-    if not reps:
-        console.print("note: launch/greedy.py has no --replicas yet: no runtime DDP / K x R rows")
+    reps = replica_rows(G, bc.blocks, specs[0], transports[-1])
     base_runs, pipe_runs = [], {run: [] for run in runs}
     loads: dict[str, list[dict]] = {}
     other: dict[str, list[dict]] = {}

@@ -33,6 +33,7 @@ class BenchConfig:
     seed: int = 0
     device: str = "cpu"      # "cpu": one core set per process; "cuda": one GPU per block
     compile: bool = False    # torch.compile every block's forward and head (TrainConfig.compile), both sides
+    replicas: int = 1        # R of a pipeline run (launch/greedy.py --replicas): the runtime's DDP / K x R rows
 
     def validate(self) -> None:
         """Both timed windows open at the end of step `warmup`, so there must be one."""
@@ -135,7 +136,7 @@ def measure_pipeline(bc: BenchConfig, decoupling: str) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = train_config(bc, decoupling, os.path.join(tmp, "run"))
-        pcfg = PipelineConfig(train=cfg, blocks=bc.blocks, queue_depth=bc.queue_depth,
+        pcfg = PipelineConfig(train=cfg, blocks=bc.blocks, queue_depth=bc.queue_depth, replicas=bc.replicas,
                               devices="cpu" if bc.device == "cpu" else "auto", timeline=True, transport=bc.transport)
         summary = run_pipeline(pcfg, world=World(size=1, rank=0, local_rank=0, local_size=1))
     return pipeline_figures(bc, summary)

@@ -61,12 +61,14 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path: Path) -> None:
             assert all(a <= b for _, a, b in spans)
     assert json.loads((out / "profile.json").read_text())["layers"]
     rows = result["rows"]  # every row side by side, with its load and algorithm
-    assert [r["name"] for r in rows][-2:] == ["DDP x 2 (torch DDP)", "1F1B 2 stages, 4 micro-batches"]
-    assert rows[0]["name"] == "backprop (1 process)" and len(rows) == 3 + len(result["decouplings"])
+    # ... and the runtime's own data-parallel row (--blocks 1 --replicas 2), timed like the greedy rows.
+    assert [r["name"] for r in rows][-3:] == ["DDP x 2 (torch DDP)", "1F1B 2 stages, 4 micro-batches",
+                                              "--blocks 1 --replicas 2 (runtime DDP)"]
+    assert rows[0]["name"] == "backprop (1 process)" and len(rows) == 4 + len(result["decouplings"])
     for r in rows:
         assert _positive(r["step_s"]) and _positive(r["samples_per_s"]) and _positive(r["speedup"]) and r["algorithm"]
         assert len(r["loads"]) == 1 and r["loads"][0]["other_cores"] >= 0 and r["peak_memory_bytes"] > 0
-    assert rows[-2]["predicted_step_s"] > 0 and rows[-1]["predicted_step_s"] is None
+    assert rows[-3]["predicted_step_s"] > 0 and rows[-2]["predicted_step_s"] is None and rows[-1]["predicted_step_s"] > 0
     for png in ("timeline.png", "speedup.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
