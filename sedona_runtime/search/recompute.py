@@ -99,6 +99,24 @@ def recomputed_hypergradient(
     (zeros where a variable is not in the graph). `net` keeps its weights; its batch-norm running buffers
     advance (twice per step here, once in the stored path), which `Bilevel.outer_step` undoes.
     """
+    loss, err, g_alpha, g_beta = recomputed_sweep(net, alpha, beta, batches, val_batch, lr, inner, momentum,
+                                                  grad_callback)
+    return float(loss), float(err), g_alpha, g_beta
+
+
+def recomputed_sweep(
+    net: RelaxedNet,
+    alpha: Tensor,
+    beta: Tensor,
+    batches: Sequence[Batch],
+    val_batch: Batch,
+    lr: float,
+    inner: "InnerSettings",
+    momentum: State | None = None,
+    grad_callback: GradCallback | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`recomputed_hypergradient` with the loss and error as (detached) tensors: no host synchronisation,
+    and it runs on the meta device (memory_model traces its peak there)."""
     mu, wd = inner.momentum, inner.weight_decay
     fnet = higher.monkeypatch(net, copy_initial_weights=True, track_higher_grads=True)
     theta: Weights = [p.detach().clone() for p in net.parameters()]
@@ -158,4 +176,4 @@ def recomputed_hypergradient(
         if got[-1] is not None:
             g_beta = g_beta + got[-1]
         del out, grads, new_p, new_b, outputs, got  # this step's graph goes before the next is built
-    return float(loss.detach()), float(err.detach()), g_alpha.detach(), g_beta.detach()
+    return loss.detach(), err.detach(), g_alpha.detach(), g_beta.detach()
