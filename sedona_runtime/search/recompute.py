@@ -115,8 +115,8 @@ def recomputed_sweep(
     momentum: State | None = None,
     grad_callback: GradCallback | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """`recomputed_hypergradient` with the loss and error as (detached) tensors: no host synchronisation,
-    and it runs on the meta device (memory_model traces its peak there)."""
+    """`recomputed_hypergradient` with the loss and error as (detached) tensors (no host synchronisation;
+    memory_model traces this)."""
     mu, wd = inner.momentum, inner.weight_decay
     fnet = higher.monkeypatch(net, copy_initial_weights=True, track_higher_grads=True)
     theta: Weights = [p.detach().clone() for p in net.parameters()]
