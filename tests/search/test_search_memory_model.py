@@ -122,3 +122,15 @@ def test_recompute_is_switched_on_where_only_it_fits_and_the_start_says_so(tmp_p
     assert "recomputing each inner step" in start["memory"] and "--recompute" in start["memory"]
     with pytest.raises(SedonaError, match="pass --recompute"):
         SearchRunner(tiny_config(search_steps=1, val_batch_size=64, recompute=False), tmp_path / "no")
+
+
+@pytest.mark.parametrize("flag,words", [("--no-recompute", ["pass --recompute"]),
+                                        ("--recompute", ["even with --recompute", "--batch-size", "--devices"])])
+def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path, monkeypatch, capsys, flag, words) -> None:
+    from test_search_cli import TINY, _fails
+
+    # The wiring only (the numbers are tested above): every trace is 1 GiB, the device has 512 MiB.
+    monkeypatch.setattr(mm, "_cached_trace", lambda *a: GIB)
+    _capacity(monkeypatch, GIB // 2)
+    _fails(capsys, TINY + [flag, "--out", str(tmp_path / "s")], "error: memory:", *words)
+    assert not (tmp_path / "s").exists()
