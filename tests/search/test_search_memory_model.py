@@ -87,10 +87,21 @@ def _capacity(monkeypatch, value: int) -> None:
     monkeypatch.setattr(mm, "device_memory", lambda device: value)
 
 
+def _fake_traces(monkeypatch) -> None:
+    """Traces replaced by a formula (the real ones are tested above; these tests check the runner's use of
+    them): the stored step 2 MiB per image and step, the recomputed one 2 MiB per image, RSS fixed."""
+    def trace(net, shape, batch, val_batch, steps, recompute, fast):
+        return 2**21 * batch * (1 if recompute else steps)
+
+    monkeypatch.setattr(mm, "_cached_trace", trace)
+    monkeypatch.setattr(mm, "_process_rss", lambda: 2**28)
+
+
 def test_a_search_that_cannot_fit_is_refused_before_its_directory_exists(tmp_path: Path, monkeypatch) -> None:
     from test_search_runner import tiny_config
     from sedona_runtime.search.runner import SearchRunner
 
+    _fake_traces(monkeypatch)
     _capacity(monkeypatch, 2**20)  # 1 MiB: not even the process fits
     with pytest.raises(SedonaError, match="even with --recompute.*--batch-size"):
         SearchRunner(tiny_config(search_steps=1, val_batch_size=64), tmp_path / "s")
@@ -101,7 +112,7 @@ def test_recompute_is_switched_on_where_only_it_fits_and_the_start_says_so(tmp_p
     from test_search_runner import tiny_config
     from sedona_runtime.search.runner import SearchRunner
 
-    monkeypatch.setattr(mm, "_process_rss", lambda: 2**28)  # the process's share, fixed: the peaks are exact
+    _fake_traces(monkeypatch)
     _capacity(monkeypatch, 1 << 50)
     probe = SearchRunner(tiny_config(search_steps=1, val_batch_size=64), tmp_path / "probe")
     assert not probe.bilevel.recompute and "at most" in probe.memory_plan.note  # the bound sufficed
