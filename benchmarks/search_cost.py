@@ -62,6 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="time this tree with --recompute only (for settings whose stored graph does not fit)")
     p.add_argument("--no-predict", dest="predict", action="store_false",
                    help="skip the peak prediction that this tree's outer-step workers make before their steps")
+    p.add_argument("--probe-batches", type=lambda t: tuple(int(v) for v in t.split(",")),
+                   help="the two batch sizes the prediction traces (default memory_model.PROBE_BATCHES: 4,8; 2,4 "
+                        "holds half the memory, for the deep ResNets on a small machine)")
     p.add_argument("--predict-only", action="store_true",
                    help="print the predicted peak of the outer step (stored and recomputed) and exit, running none")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -195,10 +198,12 @@ def predict_worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from sedona_runtime.models.registry import ModelConfig, build_model
-    from sedona_runtime.search import second_order
+    from sedona_runtime.search import memory_model, second_order
     from sedona_runtime.search.memory_model import CPU_OVERHEAD, step_bytes
     from sedona_runtime.search.relaxation import relax_model
 
+    if spec.get("probe_batches"):
+        memory_model.PROBE_BATCHES = tuple(spec["probe_batches"])
     c = spec["config"]
     device = torch.device(spec["device"])
     model = build_model(ModelConfig(arch=c["arch"], width=c["width"], num_classes=c["classes"], stem="cifar"))
@@ -275,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("error: --device cuda: no CUDA device is available")
     if args.predict_only:
         c = args.config
-        spec = {"config": c, "device": args.device, "threads": args.threads, "phase": "predict"}
+        spec = {"config": c, "device": args.device, "threads": args.threads, "phase": "predict",
+                "probe_batches": args.probe_batches}
         res = run_worker(ROOT, spec, timeout=7200)
         print(f"{c['arch']} x{c['width']} at {c['image_size']}x{c['image_size']}, batch {c['batch_size']}, "
               f"T = {c['inner_steps']}, val batch {c['val_batch_size']}, heads at {c['head_width']}; {args.device}: "
@@ -283,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         for way, r in res.items():
             print(f"  {way:10s} {r['peak_mib']:9.0f} MiB  (step {r['step_mib']:.0f} + process {r['resident_mib']:.0f}; "
                   f"predicted in {r['predict_s']} s)", file=sys.stderr)
-        result = {"setting": args.setting, "config": c, "device": args.device, "predicted": res}
+        result = {"setting": args.setting, "config": c, "device": args.device, "predicted": res,
+                  "probe_batches": args.probe_batches}
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
