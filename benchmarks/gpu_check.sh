@@ -1,6 +1,6 @@
 #!/bin/bash
 # The project's one-GPU check (about 7 minutes on one H200; every step has its own time limit).
-# Run from the repository root:  bash benchmarks/gpu_check.sh        (writes 8 files under $OUT)
+# Run from the repository root:  bash benchmarks/gpu_check.sh        (writes 9 files under $OUT)
 #                                DRY=1 bash benchmarks/gpu_check.sh  (tiny sizes on the CPU: tests the script)
 # The search needs `higher`: where it is missing, put its wheel in .whl/ (see benchmarks/README.md).
 set -u
@@ -57,6 +57,12 @@ if [ -f benchmarks/search_cost.py ]; then
   if [ "$DRY" = 1 ]; then SC="--device cpu --width 0.125 --image-size 8 --batch-size 8 --head-width 8 --inner-steps 2 --val-batch-size 8 --steps 1 --warmup 0"
   else SC="--device cuda --setting vgg19 --steps 3 --warmup 1"; fi
   step 5_search.txt 90 $PY benchmarks/search_cost.py $SC --rounds 1 --phases outer --straightforward
+  # 5b. stored vs recomputed hypergradient (--recompute), each worker's predicted peak vs CUDA's measured one:
+  #     VGG-19 and ResNet-101 at batch 128 (issue 19; ResNet-101's stored graph needs about 80 GB).
+  for a in vgg19 resnet101; do
+    A="--arch $a"; [ "$DRY" = 1 ] && A=""
+    step 5b_recompute.txt 120 $PY benchmarks/search_cost.py $SC $A --steps 1 --rounds 1 --phases outer --recompute
+  done
 fi
 
 # 6. K = 4 on CPU core sets of this machine's cores: the speedup over backprop, both transports.
