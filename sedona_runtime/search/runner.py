@@ -20,7 +20,7 @@ from sedona_runtime.search.config import SearchConfig, check_blocks
 from sedona_runtime.search.export import write_results
 from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory, WeightSet
-from sedona_runtime.search.memory_model import plan_search_memory
+from sedona_runtime.search.memory_model import MemoryPlan, plan_search_memory
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
 from sedona_runtime.search.resume import check_resumable
 from sedona_runtime.training.greedy import resolve_device
@@ -311,7 +311,7 @@ class SearchRunner:
         log.info("resumed the search at step %d of %d", self.step, self.total)
 
 
-def _mib(plan) -> float | None:
+def _mib(plan: MemoryPlan) -> float | None:
     """The predicted peak of the chosen way, MiB (memory_model)."""
     est = (plan.recomputed if plan.recompute else plan.stored) or plan.bound
     return est.total / 2**20 if est is not None else None
