@@ -57,6 +57,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also time this git revision of the project (e.g. main, HEAD~3); repeatable")
     p.add_argument("--straightforward", action="store_true",
                    help="also time this tree with the fast head layers switched off (--no-fast-heads)")
+    p.add_argument("--recompute", action="store_true",
+                   help="also time this tree with the hypergradient by per-step recomputation (--recompute)")
+    p.add_argument("--only-recompute", action="store_true",
+                   help="time this tree with --recompute only (for settings whose stored graph does not fit)")
+    p.add_argument("--no-predict", dest="predict", action="store_false",
+                   help="skip the peak prediction that this tree's outer-step workers make before their steps")
+    p.add_argument("--probe-batches", type=lambda t: tuple(int(v) for v in t.split(",")),
+                   help="the two batch sizes the prediction traces (default memory_model.PROBE_BATCHES: 4,8; 2,4 "
+                        "holds half the memory, for the deep ResNets on a small machine)")
+    p.add_argument("--predict-only", action="store_true",
+                   help="print the predicted peak of the outer step (stored and recomputed) and exit, running none")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1: one core)")
     p.add_argument("--devices", type=int, default=1,
@@ -136,6 +147,8 @@ def worker(spec: dict) -> dict:
         count = spec["pretrain_steps"]
     else:
         kwargs = {"fast": spec["fast"], **extra} if new_api else {}
+        if spec.get("recompute"):
+            kwargs["recompute"] = True
         bil = B.Bilevel(net, alpha, beta, inner=inner, **kwargs)
         state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if new_api:
@@ -151,7 +164,19 @@ def worker(spec: dict) -> dict:
             bil.outer_step(start, batches, val, lr)
 
         count = spec["steps"]
+    predicted_step = None
+    if spec["phase"] == "outer" and spec.get("predict"):
+        try:
+            from sedona_runtime.search.memory_model import CPU_OVERHEAD, step_bytes
+        except ImportError:  # a revision without the prediction
+            pass
+        else:
+            shape = (3, c["image_size"], c["image_size"])
+            scale = CPU_OVERHEAD if device.type == "cpu" else 1.0
+            predicted_step = scale * step_bytes(net, shape, c["batch_size"], c["val_batch_size"], c["inner_steps"],
+                                                recompute=bool(spec.get("recompute")), fast=spec["fast"]) / 2**20
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_now = _rss_now_mib()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wall, cpu = [], []
@@ -163,12 +188,59 @@ def worker(spec: dict) -> dict:
         if i >= spec["warmup"]:
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
+    cuda_before = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    predicted = None
+    if predicted_step is not None:  # what this process holds before the step, plus the traced step
+        predicted = predicted_step + (cuda_before if device.type == "cuda" else rss_now)
     return {
+        "predicted_peak_mib": predicted, "predicted_step_mib": predicted_step,
         "wall_s": wall, "cpu_s": cpu, "fast_api": new_api,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_before_mib": rss_before,
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
+
+
+def _rss_now_mib() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def predict_worker(spec: dict) -> dict:
+    """The predicted peak of one outer step, stored and recomputed, for this tree's search (nothing timed)."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from sedona_runtime.models.registry import ModelConfig, build_model
+    from sedona_runtime.search import memory_model, second_order
+    from sedona_runtime.search.memory_model import CPU_OVERHEAD, step_bytes
+    from sedona_runtime.search.relaxation import relax_model
+
+    if spec.get("probe_batches"):
+        memory_model.PROBE_BATCHES = tuple(spec["probe_batches"])
+    c = spec["config"]
+    device = torch.device(spec["device"])
+    model = build_model(ModelConfig(arch=c["arch"], width=c["width"], num_classes=c["classes"], stem="cifar"))
+    shape = (3, c["image_size"], c["image_size"])
+    net = relax_model(model, HEAD_POOL, shape, c["classes"], c["head_width"], 0.1).to(device)
+    second_order.convert(net.heads)
+    out = {}
+    for recompute in (False, True):
+        t0 = time.perf_counter()
+        step = step_bytes(net, shape, c["batch_size"], c["val_batch_size"], c["inner_steps"], recompute=recompute)
+        base = torch.cuda.memory_allocated(device) if device.type == "cuda" else psutil_rss()
+        scale = CPU_OVERHEAD if device.type == "cpu" else 1.0
+        out["recomputed" if recompute else "stored"] = {
+            "step_mib": scale * step / 2**20, "resident_mib": base / 2**20,
+            "peak_mib": (scale * step + base) / 2**20, "predict_s": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+def psutil_rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 # -- the parent: revisions, interleaving, report --------------------------------------------------------
@@ -235,16 +307,19 @@ def summarize(samples: list[dict]) -> dict:
     wall = [t for s in samples for t in s["wall_s"]]
     cpu = [t for s in samples for t in s["cpu_s"]]
     cuda = [s["cuda_peak_mib"] for s in samples if s["cuda_peak_mib"] is not None]
+    predicted = [s["predicted_peak_mib"] for s in samples if s.get("predicted_peak_mib") is not None]
     return {"sec_per_step": statistics.median(wall), "cpu_sec_per_step": statistics.median(cpu),
             "samples_s": [round(t, 3) for t in wall], "peak_rss_mib": max(s["peak_rss_mib"] for s in samples),
             "rss_before_mib": max(s["rss_before_mib"] for s in samples),
-            "cuda_peak_mib": max(cuda) if cuda else None}
+            "cuda_peak_mib": max(cuda) if cuda else None,
+            "predicted_peak_mib": max(predicted) if predicted else None}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(predict_worker(spec) if spec["phase"] == "predict" else worker(spec)))
         return 0
     phases = [p for p in args.phases.split(",") if p]
     if not phases or set(phases) - {"pretrain", "outer"}:
@@ -254,13 +329,35 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             sys.exit("error: --device cuda: no CUDA device is available")
+    if args.predict_only:
+        c = args.config
+        spec = {"config": c, "device": args.device, "threads": args.threads, "phase": "predict",
+                "probe_batches": args.probe_batches}
+        res = run_worker(ROOT, spec, timeout=7200)
+        print(f"{c['arch']} x{c['width']} at {c['image_size']}x{c['image_size']}, batch {c['batch_size']}, "
+              f"T = {c['inner_steps']}, val batch {c['val_batch_size']}, heads at {c['head_width']}; {args.device}: "
+              "predicted peak of the outer step", file=sys.stderr)
+        for way, r in res.items():
+            print(f"  {way:10s} {r['peak_mib']:9.0f} MiB  (step {r['step_mib']:.0f} + process {r['resident_mib']:.0f}; "
+                  f"predicted in {r['predict_s']} s)", file=sys.stderr)
+        result = {"setting": args.setting, "config": c, "device": args.device, "predicted": res,
+                  "probe_batches": args.probe_batches}
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result))
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="search_cost_"))
     try:
-        trees = {"this tree": (ROOT, True)}
+        trees = {"this tree": (ROOT, True, False)}
+        if args.only_recompute:
+            trees = {"this tree, recompute": (ROOT, True, True)}
+        elif args.recompute:
+            trees["this tree, recompute"] = (ROOT, True, True)
         if args.straightforward:
-            trees["this tree, straightforward"] = (ROOT, False)
+            trees["this tree, straightforward"] = (ROOT, False, False)
         for rev in args.compare:
-            trees[rev] = (export_revision(rev, tmp), True)
+            trees[rev] = (export_revision(rev, tmp), True, False)
         c = args.config
         common = {"config": c, "device": args.device, "threads": args.threads, "warmup": args.warmup,
                   "ranks": args.devices,
@@ -269,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         for r in range(args.rounds):
             for phase in phases:
-                for label, (tree, fast) in trees.items():
-                    spec = {**common, "phase": phase, "fast": fast}
+                for label, (tree, fast, recompute) in trees.items():
+                    # The prediction (its traces) only in this tree's workers, before the timed steps.
+                    spec = {**common, "phase": phase, "fast": fast, "recompute": recompute,
+                            "predict": args.predict and tree == ROOT}
                     samples[label][phase].append(run_worker(tree, spec, timeout=7200))
                     last = samples[label][phase][-1]["wall_s"]
                     print(f"round {r + 1}/{args.rounds} {phase:8s} {label}: "
@@ -279,10 +378,10 @@ def main(argv: list[str] | None = None) -> int:
                   "devices": args.devices,
                   "rounds": args.rounds, "warmup": args.warmup, "wall_s": round(time.perf_counter() - started, 1),
                   "revisions": {label: {p: summarize(s) for p, s in by.items()} for label, by in samples.items()}}
-        base = result["revisions"]["this tree"]
+        base = result["revisions"][next(iter(trees))]
         result["ratios"] = {label: {f"{p}_{k}": by[p][k] / base[p][k]
                                     for p in phases for k in ("sec_per_step", "cpu_sec_per_step")}
-                            for label, by in result["revisions"].items() if label != "this tree"}
+                            for label, by in result["revisions"].items() if label != next(iter(trees))}
         report(result, phases)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -301,15 +400,17 @@ def report(result: dict, phases: list[str]) -> None:
     table = Table(title=f"{c['arch']} x{c['width']} at {c['image_size']}x{c['image_size']}, batch {c['batch_size']}, "
                         f"T = {c['inner_steps']}, val batch {c['val_batch_size']}, heads at {c['head_width']}; "
                         f"{result['device']}, {result['threads']} thread(s), medians of {result['rounds']} rounds")
-    for col in ("revision", "phase", "s/step", "CPU s/step", "peak RSS MiB", "CUDA peak MiB", "x this tree"):
+    for col in ("revision", "phase", "s/step", "CPU s/step", "peak RSS MiB", "CUDA peak MiB", "predicted MiB",
+                "x this tree"):
         table.add_column(col, justify="left" if col in ("revision", "phase") else "right")
     for label, by in result["revisions"].items():
         for p in phases:
             s = by[p]
             ratio = result["ratios"].get(label, {}).get(f"{p}_sec_per_step", 1.0)
             cuda = f"{s['cuda_peak_mib']:.0f}" if s["cuda_peak_mib"] is not None else "-"
+            pred = f"{s['predicted_peak_mib']:.0f}" if s.get("predicted_peak_mib") is not None else "-"
             table.add_row(label, p, f"{s['sec_per_step']:.3f}", f"{s['cpu_sec_per_step']:.3f}",
-                          f"{s['peak_rss_mib']:.0f}", cuda, f"{ratio:.2f}")
+                          f"{s['peak_rss_mib']:.0f}", cuda, pred, f"{ratio:.2f}")
     from sedona_runtime.cli.display import print_unwrapped  # this tree's: rows stay one line each
 
     print_unwrapped(Console(soft_wrap=True), table)

@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="validation images per outer step for the hypergradient (default 1024, as the release)")
     p.add_argument("--no-fast-heads", dest="fast_heads", action="store_false", default=None,
                    help="train the heads with PyTorch's own layers (same functions and hypergradient, slower)")
+    p.add_argument("--recompute", action=argparse.BooleanOptionalAction, default=None,
+                   help="hypergradient by recomputing each inner step instead of storing the unrolled graph (the same "
+                        "result, about 1/T of its memory, more time); default: only where the stored one would not fit")
     p.add_argument("--no-weight-sampling", dest="weight_sampling", action="store_false", default=None,
                    help="ablation: always continue from the newest weights")
     p.add_argument("--no-pretrain", dest="pretrain", action="store_false", default=None,
@@ -100,7 +103,7 @@ _FIELDS = {
     **{name: (None, name) for name in (
         "head_pool", "head_width", "pretrain_steps", "eval_every", "eval_batches", "memory_size", "search_steps",
         "inner_steps", "weight_sampling", "pretrain", "random_alpha", "random_beta", "blocks", "checkpoint_every",
-        "device", "val_batch_size", "fast_heads", "shards")},
+        "device", "val_batch_size", "fast_heads", "shards", "recompute")},
 }
 
 
@@ -162,6 +165,8 @@ class PlainReporter:
         if r["kind"] == "start":
             what = f"resuming at step {r['step']}" if r["step"] else "searching"
             self.write(f"{what}: {r['arch']} ({r['num_layers']} layers) on {r['device']}, {r['total']} steps; {r['data']}")
+            if r.get("memory"):
+                self.write(r["memory"])
         elif r["kind"] in ("stopping", "stopped"):
             self.write(stop_line(r))
         elif r["kind"] == "progress":
@@ -191,6 +196,8 @@ class RichReporter:
         elif r["kind"] == "start":
             self.console.print(f"search: {r['arch']} ({r['num_layers']} layers) on {r['device']}; {r['data']}",
                                markup=False, highlight=False)
+            if r.get("memory"):
+                self.console.print(r["memory"], markup=False, highlight=False)
             self.task = self.bar.add_task("search", total=r["total"], completed=r["step"], phase="start", info="")
             self.bar.start()
         elif r["kind"] == "progress" and self.task is not None:

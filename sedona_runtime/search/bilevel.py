@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from sedona_runtime.search.memory import State, WeightSet
+from sedona_runtime.search.recompute import recomputed_sweep
 from sedona_runtime.search.relaxation import RelaxedNet, mixing_weights
 from sedona_runtime.search.second_order import fast_path
 from sedona_runtime.search.sharding import ONE, Sharding
@@ -105,9 +106,20 @@ def hypergradient(
     inner: InnerSettings,
     momentum: State | None = None,
     sharding: Sharding = ONE,
+    recompute: bool = False,
 ) -> tuple[float, float, Tensor, Tensor]:
     """(val loss, val error, d loss/d alpha, d loss/d beta) through the unrolled inner steps (Eq. 7);
-    under R processes each summed over the ranks (the whole batch's, identical on every rank)."""
+    under R processes each summed over the ranks (the whole batch's, identical on every rank).
+
+    `recompute`: keep only each inner step's weights and recompute its graph in the backward sweep
+    (search/recompute.py; the same result, about one step's graph at a time instead of T). Both paths take
+    the same `sharding` (shards, inner gradients summed over ranks by the same hook)."""
+    if recompute:
+        loss, err, g_alpha, g_beta = recomputed_sweep(net, alpha, beta, batches, val_batch, lr, inner, momentum,
+                                                      sharding=sharding)
+        sharding.sum_([g_alpha, g_beta])  # each rank swept its own part of the validation loss
+        loss_v, err_v = sharding.values(float(loss), float(err))
+        return loss_v, err_v, g_alpha, g_beta
     loss, err = unrolled_val_loss(net, alpha, beta, batches, val_batch, lr, inner, momentum, sharding)
     g_alpha, g_beta = torch.autograd.grad(loss, [alpha, beta], allow_unused=True)
     # A head pool of one, or T = 0, leaves a variable out of the graph: its gradient is zero.
@@ -152,6 +164,7 @@ class Bilevel:
     Adam: lr 0.01 and weight decay 1e-6 (paper E.1), betas (0.5, 0.999) (the release, search.py).
     `fast`: run the unrolled steps, the hypergradient and the weight step with the layers of `second_order`
     switched on (for a network converted with `second_order.convert`; the same up to rounding).
+    `recompute`: the hypergradient by per-step recomputation (search/recompute.py; the same up to rounding).
     """
 
     def __init__(
@@ -166,11 +179,13 @@ class Bilevel:
         outer_betas: tuple[float, float] = (0.5, 0.999),
         fast: bool = True,
         sharding: Sharding = ONE,
+        recompute: bool = False,
     ) -> None:
         if not (alpha.is_leaf and beta.is_leaf and alpha.requires_grad and beta.requires_grad):
             raise ValueError("alpha and beta must be leaf tensors that require grad")
         self.net, self.alpha, self.beta, self.inner, self.fast = net, alpha, beta, inner, fast
         self.sharding = sharding  # search/sharding.py: shards of every batch, collectives over ranks
+        self.recompute = recompute
         self.outer = torch.optim.Adam([alpha, beta], lr=outer_lr, betas=tuple(outer_betas),
                                       weight_decay=outer_weight_decay)
 
@@ -181,7 +196,7 @@ class Bilevel:
         with fast_path(self.net, self.fast):
             loss, err, g_alpha, g_beta = hypergradient(
                 self.net, self.alpha, self.beta, batches, val_batch, lr, self.inner, weights.momentum,
-                self.sharding)
+                self.sharding, recompute=self.recompute)
             self.alpha.grad, self.beta.grad = g_alpha, g_beta
             self.outer.step()
             self.outer.zero_grad(set_to_none=True)

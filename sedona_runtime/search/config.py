@@ -46,6 +46,10 @@ class SearchConfig:
       (pretraining, the unrolled steps, the weight step); the same functions and hypergradient up to
       floating-point rounding (tests/search pin it in float64), several times faster on CPU
       (benchmarks/README.md). False: PyTorch's own layers.
+    - recompute None: the stored unrolled graph where its predicted peak fits the device, else per-step
+      recomputation (search/recompute.py, the same hypergradient; the start line says which and why); True or
+      False: as asked. A run whose predicted peak does not fit either way is refused at start
+      (search/memory_model.py). The release spreads the unrolled steps over GPUs instead (sedona.py).
 
     Divergences from the release kept on purpose (the paper is explicit, or the release's choice is not
     what its paper computes):
@@ -106,6 +110,7 @@ class SearchConfig:
     # Data parallelism (search/sharding.py): every batch cut into `shards` shards, batch norm per shard,
     # gradients averaged; computed in one process (--shards) or one shard per process (--devices, torchrun).
     shards: int = 1
+    recompute: bool | None = None  # hypergradient by per-step recomputation; None: when the stored one won't fit
     # Output.
     blocks: list[int] | None = None  # K values to discretize for; None: PAPER_BLOCKS that fit
     random_alpha: bool = False  # also write Table 4's baselines: random alpha with the learned beta
@@ -165,6 +170,8 @@ class SearchConfig:
         for name in ("pretrain", "weight_sampling", "random_alpha", "random_beta", "fast_heads"):
             if not isinstance(getattr(self, name), bool):
                 raise SedonaError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        if self.recompute is not None and not isinstance(self.recompute, bool):
+            raise SedonaError(f"recompute: must be true, false or null (decide from the memory), got {self.recompute!r}")
         if self.blocks is not None and (not isinstance(self.blocks, list) or not self.blocks):
             raise SedonaError("blocks: must be a non-empty list of block counts K (or null for 2, 4, 8, 16)")
         for k in self.blocks or []:
@@ -232,4 +239,4 @@ def apply_preset(cfg: SearchConfig, name: str) -> None:
 
 
 # Fields a resumed search may change without changing what it computes.
-RESUME_FREE = ("device", "checkpoint_every", "fast_heads")
+RESUME_FREE = ("device", "checkpoint_every", "fast_heads", "recompute")

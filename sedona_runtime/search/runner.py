@@ -21,6 +21,7 @@ from sedona_runtime.search.config import SearchConfig, check_blocks
 from sedona_runtime.search.export import write_results
 from sedona_runtime.search.figure import plot_alpha_beta
 from sedona_runtime.search.memory import WeightMemory, WeightSet
+from sedona_runtime.search.memory_model import MemoryPlan, plan_search_memory
 from sedona_runtime.search.relaxation import RelaxedNet, relax_model
 from sedona_runtime.search.resume import check_resumable
 from sedona_runtime.search.sharding import Sharding
@@ -88,10 +89,18 @@ class SearchRunner:
         self.alpha = torch.zeros(n, 2, device=self.device, requires_grad=True)  # Algorithm 1: start at 0
         self.beta = torch.zeros(n, m, device=self.device, requires_grad=True)
         self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
+        # Refused here, before the run directory is touched, if the outer step cannot fit the device.
+        # Under R processes a rank holds its shard of every batch only (search/sharding.py).
+        per_rank = (lambda n: n) if self.sharding.rank is None else (lambda n: -(-n // self.sharding.shards))
+        self.memory_plan = plan_search_memory(
+            self.net, self.device, self.data.input_shape, per_rank(cfg.data.batch_size),
+            per_rank(min(cfg.val_batch_size, len(self.data.val))), cfg.inner_steps, cfg.memory_size,
+            requested=cfg.recompute, fast=cfg.fast_heads)
+        log.info("%s", self.memory_plan.note)
         self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
                                outer_weight_decay=cfg.outer_weight_decay,
                                outer_betas=(cfg.outer_beta1, cfg.outer_beta2), fast=cfg.fast_heads,
-                               sharding=self.sharding)
+                               sharding=self.sharding, recompute=self.memory_plan.recompute)
         # "- weight sampling": a memory of one always hands back the newest weights.
         self.memory = WeightMemory(cfg.memory_size if cfg.weight_sampling else 1)
         self.sampler = make_generator("search-memory", cfg.seed)
@@ -140,7 +149,8 @@ class SearchRunner:
         with deferred_stop(lambda request: stopping()) as interrupted:
             # Announced once Ctrl-C is deferred: from here on it stops at a step boundary.
             self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
-                        "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note})
+                        "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note,
+                        "memory": self.memory_plan.note})
             while self.step < end:
                 if self.step < self.pretrain_steps:
                     self._pretrain_step()
@@ -246,6 +256,8 @@ class SearchRunner:
             "sec_per_outer_step": self.timing["search_s"] / s_steps,
             "sec_per_pretrain_step": self.timing["pretrain_s"] / self.pretrain_steps if self.pretrain_steps else None,
             "peak_rss_mib": self.peak_rss / 2**20,
+            "recompute": self.memory_plan.recompute,
+            "predicted_peak_mib": _mib(self.memory_plan),
             "cuda_max_allocated_mib": (torch.cuda.max_memory_allocated(self.device) / 2**20
                                        if self.device.type == "cuda" else None),
             "final_val_loss": self.last_val.get("val_loss"), "final_val_error": self.last_val.get("val_error"),
@@ -330,3 +342,9 @@ class SearchRunner:
         if self.sharding.writes:
             self.run_dir.truncate_metrics(self.step)  # steps after the checkpoint are recomputed
         log.info("resumed the search at step %d of %d", self.step, self.total)
+
+
+def _mib(plan: MemoryPlan) -> float | None:
+    """The predicted peak of the chosen way, MiB (memory_model)."""
+    est = (plan.recomputed if plan.recompute else plan.stored) or plan.bound
+    return est.total / 2**20 if est is not None else None

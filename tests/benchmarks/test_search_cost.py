@@ -26,10 +26,13 @@ def test_compare_times_both_revisions_and_prints_one_json_line(capsys) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import search_cost
 
-    assert search_cost.main(TINY + ["--phases", "outer", "--compare", "HEAD"]) == 0
+    assert search_cost.main(TINY + ["--phases", "outer", "--compare", "HEAD", "--recompute",
+                                    "--no-predict"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])  # the last line is the whole result
-    assert set(result["revisions"]) == {"this tree", "HEAD"} and result["config"]["inner_steps"] == 2
+    assert set(result["revisions"]) == {"this tree", "this tree, recompute", "HEAD"}
+    assert result["config"]["inner_steps"] == 2
+    assert all(by["outer"]["predicted_peak_mib"] is None for by in result["revisions"].values())  # --no-predict
     for by in result["revisions"].values():
         outer = by["outer"]
         assert math.isfinite(outer["sec_per_step"]) and outer["sec_per_step"] > 0
