@@ -17,13 +17,14 @@ from sedona_runtime.search.sharding import Sharding
 STEPS, T = 3, 2
 
 
-def run_steps(sharding: Sharding, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """alpha, beta and the weights (state and momentum) after STEPS outer steps of T inner steps each."""
+def run_steps(sharding: Sharding, dtype: torch.dtype, recompute: bool = False) -> dict[str, torch.Tensor]:
+    """alpha, beta and the weights (state and momentum) after STEPS outer steps of T inner steps each
+    (`recompute`: the hypergradient by per-step recomputation, search/recompute.py)."""
     net = tiny_relaxed(bn=True).to(dtype)
     n, m = net.num_layers - 1, net.pool_size
     alpha = torch.zeros(n, 2, dtype=dtype, requires_grad=True)
     beta = torch.zeros(n, m, dtype=dtype, requires_grad=True)
-    bil = Bilevel(net, alpha, beta, inner=InnerSettings(), fast=False, sharding=sharding)
+    bil = Bilevel(net, alpha, beta, inner=InnerSettings(), fast=False, sharding=sharding, recompute=recompute)
     weights = WeightSet({k: v.clone() for k, v in net.state_dict().items()}, {}, 0)
     cast = lambda b: (b[0].to(dtype), b[1])  # noqa: E731
     for s in range(STEPS):
@@ -45,6 +46,7 @@ if __name__ == "__main__":
     distributed.connect(store, rank, world, torch.device("cpu"), 60.0)
     group = distributed.RankGroup(world, rank, torch.device("cpu"))
     result = {str(d): run_steps(group, d) for d in (torch.float64, torch.float32)}
+    result["recompute64"] = run_steps(group, torch.float64, recompute=True)  # --recompute across ranks
     group.check_same({"alpha": result["torch.float64"]["alpha"]}, 3)  # identical: passes
     try:  # one rank's beta differs in one element: every rank refuses, naming it
         group.check_same({"alpha": torch.zeros(2), "beta": torch.tensor([0.0, float(rank)])}, 7)

@@ -64,5 +64,9 @@ def test_two_ranks_equal_two_shards_in_one_process(tmp_path: Path) -> None:
     # 3e-5; the bound 1e-4 leaves a factor of three over that estimate. Measured: 1.5e-5 (CPU, deterministic).
     d32 = _rel(got[0]["torch.float32"], run_steps(Sharding(2), torch.float32))
     assert d32 < 1e-4, d32
+    # --recompute on two ranks: the adjoints flow back through the all-reduce's backward one recomputed step
+    # at a time, as through the stored graph; the same search as the stored one in one process (float64).
+    d_re = _rel(got[0]["recompute64"], ref64)
+    assert d_re < 1e-10, d_re
     # Sharding changes the computation (batch norm per shard): the check above is not vacuous.
     assert _rel(run_steps(Sharding(1), torch.float64), ref64) > 1e-6
