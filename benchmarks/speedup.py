@@ -68,7 +68,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--predict-only", action="store_true",
                    help="profile on one device and print the predicted K-device speedups and the ranked layouts "
                         "on --devices, no pipeline runs")
-    p.add_argument("--devices", type=int, help="G: devices of the peers and the layouts (default K)")
+    p.add_argument("--devices", type=int, help="G: devices of the peers and the layouts (None: K, one per block)")
     p.add_argument("--peers", default="ddp,gpipe,1f1b",
                    help="peers measured beside the pipeline: ddp, gpipe, 1f1b (comma separated) or none")
     p.add_argument("--microbatches", default="4,8", help="micro-batch counts of the GPipe and 1F1B rows")
