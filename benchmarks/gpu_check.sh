@@ -45,7 +45,8 @@ if [ "$DRY" = 1 ]; then
 else
   S="--blocks 4 --device cuda --arch resnet152 --width 1 --image-size 64 --batch-size 128 --steps 20 --warmup 5 --decoupling resnet152_k4.json"
 fi
-SP="benchmarks/speedup.py --repeats 1 --no-defaults $S"
+# --peers none: the peers (torch DDP, GPipe, 1F1B, the runtime's replicas) are the CPU benchmark's rows, not this check's.
+SP="benchmarks/speedup.py --repeats 1 --no-defaults --peers none $S"
 ( timeout -k 5 200 bash -c 'while sleep 2; do date +%T; nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null; done' ) > "$R/smi.txt" 2>&1 &
 SMI=$!
 ( timeout -k 5 60 bash -c "sleep 25; echo 'listening sockets 25 s into the pipeline runs:'; $PY -c \"import psutil

@@ -8,9 +8,8 @@
     python benchmarks/speedup.py --predict-only --devices 8   # every K x R layout on 8 devices, ranked
 
 The baseline runs on one core set (or one GPU); the pipeline on K disjoint core sets of the same size
-(or K GPUs). The peers (--peers: torch DDP, torch.distributed.pipelining GPipe and 1F1B) run on G =
---devices core sets (default K), and, once the runtime has --replicas, `launch/greedy.py --blocks 1
---replicas G` and greedy K x G/K. Every run repeats --repeats times, interleaved; each repetition records
+(or K GPUs). The peers (--peers: torch DDP, torch.distributed.pipelining GPipe and 1F1B, and the runtime's
+own `--blocks 1 --replicas G` and greedy K x G/K) run on G = --devices core sets (default K). Every run repeats --repeats times, interleaved; each repetition records
 the machine's other load, and medians are over the undisturbed repetitions when there are enough.
 """
 from __future__ import annotations
@@ -30,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
 from speedup_lib.load import probed  # noqa: E402
-from speedup_lib.peers import parse_peers, time_peer  # noqa: E402
+from speedup_lib.peers import KINDS, parse_peers, time_peer  # noqa: E402
 from speedup_lib.planned import planned_spec, predicted, predicted_layouts, profile_cost_model, resolve  # noqa: E402
 from speedup_lib.replicas import replica_rows, time_replicas  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
@@ -69,8 +68,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="profile on one device and print the predicted K-device speedups and the ranked layouts "
                         "on --devices, no pipeline runs")
     p.add_argument("--devices", type=int, help="G: devices of the peers and the layouts (None: K, one per block)")
-    p.add_argument("--peers", default="ddp,gpipe,1f1b",
-                   help="peers measured beside the pipeline: ddp, gpipe, 1f1b (comma separated) or none")
+    p.add_argument("--peers", default="ddp,gpipe,1f1b,replicas",
+                   help="peers measured beside the pipeline: ddp (torch DDP), gpipe, 1f1b, replicas (the runtime's "
+                        "--blocks 1 --replicas G and K x G/K), comma separated, or none")
     p.add_argument("--microbatches", default="4,8", help="micro-batch counts of the GPipe and 1F1B rows")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every block's forward and head, in the baseline and the pipeline alike")
@@ -118,7 +118,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         micro = ()
     if not micro or min(micro) < 1 or any(bc.batch_size % m for m in micro):
         raise SedonaError(f"--microbatches {args.microbatches}: positive counts that divide the batch {bc.batch_size}")
-    peers = [] if args.peers.strip() in ("", "none") else parse_peers(args.peers, G, micro)
+    wanted = [] if args.peers.strip() in ("", "none") else [n.strip() for n in args.peers.split(",") if n.strip()]
+    bad = [n for n in wanted if n not in (*KINDS, "replicas")]
+    if bad:
+        raise SedonaError(f"--peers: {', '.join(bad)}: use any of {', '.join(KINDS)}, replicas (comma separated), "
+                          "or none")
+    peers = parse_peers(",".join(n for n in wanted if n != "replicas"), G, micro)
     if peers and bc.batch_size % G:
         raise SedonaError(f"--batch-size {bc.batch_size} does not split over --devices {G}")
     out = Path(args.out)
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 0
 
     runs = [(s, t) for s in specs for t in transports]
-    reps = replica_rows(G, bc.blocks, specs[0], transports[-1])
+    reps = replica_rows(G, bc.blocks, specs[0], transports[-1]) if "replicas" in wanted else []
     base_runs, pipe_runs = [], {run: [] for run in runs}
     loads: dict[str, list[dict]] = {}
     other: dict[str, list[dict]] = {}

@@ -30,7 +30,7 @@ def _positive(x: float) -> bool:
 def test_benchmark_runs_and_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     # Two of the peers (each spawns its own two ranks) ride along: their rows are checked at the end.
-    assert speedup.main([*TINY, "--transport", "rpc,p2p", "--peers", "ddp,1f1b", "--microbatches", "4",
+    assert speedup.main([*TINY, "--transport", "rpc,p2p", "--peers", "ddp,1f1b,replicas", "--microbatches", "4",
                          "--out", str(out)]) == 0
     result = json.loads((out / "results.json").read_text())
     assert result["config"]["blocks"] == 2 and result["environment"]["torch"]
