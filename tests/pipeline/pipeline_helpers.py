@@ -60,6 +60,18 @@ def run_to_end(args: list[str], *, cwd: Path = ROOT, timeout: float = 120) -> st
     return out
 
 
+def finish_nodes(nodes: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """(stdout, stderr) of every torchrun node once all exited 0; every node's session is killed either way."""
+    try:
+        outs = [node.communicate(timeout=timeout) for node in nodes]
+        for node, (_, err) in zip(nodes, outs):
+            assert node.returncode == 0, err[-3000:]
+    finally:
+        for node in nodes:
+            kill_session(node)
+    return outs
+
+
 def tree(proc: subprocess.Popen) -> list[psutil.Process]:
     """`proc` and all its descendants that still exist."""
     try:

@@ -178,7 +178,7 @@ def test_resume_with_replicas_that_do_not_split_the_batch_is_refused(replica_run
 def test_two_torchrun_nodes_run_the_replicas(tmp_path, sharded_reference):
     """World size K*R + 1 = 5 over two torchrun "nodes" on loopback: node 0 the coordinator and block 1's two
     replicas (--replica-placement blocks: their all-reduce stays on the node), node 1 block 2's two."""
-    from pipeline_helpers import free_port, kill_session, start
+    from pipeline_helpers import finish_nodes, free_port, start
 
     run_dir = tmp_path / "run"
     port = free_port()
@@ -187,13 +187,7 @@ def test_two_torchrun_nodes_run_the_replicas(tmp_path, sharded_reference):
     args = [*ARGS, "--transport", "rpc", "--replica-placement", "blocks", "--out", str(run_dir)]
     nodes = [start(args, torchrun=[*common, "--nproc-per-node", str(n), "--node-rank", str(rank)])
              for rank, n in ((0, 3), (1, 2))]
-    try:
-        outs = [node.communicate(timeout=170) for node in nodes]
-        for node, (_, err) in zip(nodes, outs):
-            assert node.returncode == 0, err[-3000:]
-    finally:
-        for node in nodes:
-            kill_session(node)
+    outs = finish_nodes(nodes, timeout=170)
     assert sum("test accuracy" in out for out, _ in outs) == 1
     ref = torch.load(sharded_reference / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     assert_same_weights(block_files(run_dir, STEPS), [b["block"] for b in ref["blocks"]])

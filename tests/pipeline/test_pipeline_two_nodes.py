@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, free_port, kill_session, pipeline_weights, start
+from pipeline_helpers import RUN_ARGS, STEPS, assert_same_weights, finish_nodes, free_port, pipeline_weights, start
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(150)]
 
@@ -18,13 +18,7 @@ def test_two_torchrun_nodes_form_one_run(tmp_path, reference):
     # the rpc transport's activations ride the same TensorPipe agents this run already joins.
     args = [*RUN_ARGS, "--transport", "p2p", "--out", str(run_dir)]
     nodes = [start(args, torchrun=[*common, "--node-rank", str(rank)]) for rank in (0, 1)]
-    try:
-        outs = [node.communicate(timeout=120) for node in nodes]
-        for node, (_, err) in zip(nodes, outs):
-            assert node.returncode == 0, err[-3000:]
-    finally:
-        for node in nodes:
-            kill_session(node)
+    outs = finish_nodes(nodes, timeout=120)
     # World size 4 = coordinator + 3 blocks, two processes per "node": one of them printed the result.
     assert sum("test accuracy" in out for out, _ in outs) == 1
     assert_same_weights(pipeline_weights(run_dir, STEPS), want)
