@@ -18,9 +18,14 @@ from sedona_runtime.utils.errors import SedonaError
 LOCAL_GBPS = 7.5
 # Per hop of a ring step (gloo over TCP on loopback/veth): small next to the bytes at every size we plan.
 HOP_LATENCY_S = 50e-6
-# The share of a block's compute that a gradient all-reduce can hide behind: the backward pass, which
-# DDP overlaps with its bucketed all-reduce (backward = BACKWARD_FACTOR x forward).
-OVERLAP = BACKWARD_FACTOR / (1.0 + BACKWARD_FACTOR)
+# The share of a block's compute that its gradient all-reduce hides behind. DDP launches its buckets during
+# the backward (at most BACKWARD_FACTOR / (1 + BACKWARD_FACTOR) of the compute), but measured here nothing
+# was hidden: CPU ranks with one core each, gloo over a tc-limited link, DDP's step grew by the whole
+# all-reduce at 10 Gbit/s, 1 Gbit/s and 200 Mbit/s (benchmarks/link.py, benchmarks/README.md "Where greedy
+# wins"). So the model charges all of it (0.0); with NCCL on GPUs, whose copies run beside the kernels,
+# up to BACKWARD_SHARE can hide (Hardware(overlap=...)).
+BACKWARD_SHARE = BACKWARD_FACTOR / (1.0 + BACKWARD_FACTOR)
+OVERLAP = 0.0
 # Saved-for-backward activation bytes of one layer, as a multiple of its output's bytes (a bottleneck
 # block keeps its input, three conv outputs, three batch-norm outputs, the ReLUs' masks: about 4x its
 # output at the expanded width). An estimate, checked against measured peaks in benchmarks/README.md.
