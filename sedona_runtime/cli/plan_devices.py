@@ -27,13 +27,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
                                                     "not fit")
     g.add_argument("--adam", action="store_true", help="memory for Adam's two states per parameter (default: "
                                                        "SGD with momentum, one)")
+    g.add_argument("--overlap", type=float, help="share of a block's compute that hides its gradient all-reduce, "
+                                                 "0..1 (default 0: measured on CPU gloo ranks over a link; NCCL "
+                                                 "on GPUs hides up to the backward's 2/3)")
 
 
 def given_devices_options(args: argparse.Namespace) -> bool:
     """True when --devices mode was asked for; the layout-only options without --devices are an error."""
     if args.devices is not None:
         return True
-    alone = [n for n in ("link_gbps", "hosts", "local_gbps", "memory_gib") if getattr(args, n) is not None]
+    alone = [n for n in ("link_gbps", "hosts", "local_gbps", "memory_gib", "overlap") if getattr(args, n) is not None]
     if alone or args.adam:
         names = ", ".join("--" + n.replace("_", "-") for n in alone + (["adam"] if args.adam else []))
         raise SedonaError(f"{names}: only with --devices G")
@@ -42,17 +45,20 @@ def given_devices_options(args: argparse.Namespace) -> bool:
 
 def hardware(args: argparse.Namespace):
     """The Hardware of the options, every bad value one clear line."""
-    from sedona_runtime.planning.layouts import LOCAL_GBPS, Hardware
+    from sedona_runtime.planning.layouts import LOCAL_GBPS, OVERLAP, Hardware
 
     if args.devices < 1:
         raise SedonaError(f"--devices must be a positive integer, got {args.devices}")
     hosts = args.hosts if args.hosts is not None else (args.devices if args.link_gbps is not None else 1)
     if args.memory_gib is not None and not args.memory_gib > 0:
         raise SedonaError(f"--memory-gib must be a positive number, got {args.memory_gib:g}")
+    if args.overlap is not None and not 0.0 <= args.overlap <= 1.0:
+        raise SedonaError(f"--overlap must be a share of the compute between 0 and 1, got {args.overlap:g}")
     return Hardware(devices=args.devices, hosts=hosts, link_gbps=args.link_gbps,
                     local_gbps=LOCAL_GBPS if args.local_gbps is None else args.local_gbps,
                     memory_bytes=None if args.memory_gib is None else args.memory_gib * 2**30,
-                    optimizer_states=2 if args.adam else 1)
+                    optimizer_states=2 if args.adam else 1,
+                    overlap=OVERLAP if args.overlap is None else args.overlap)
 
 
 def run_devices(args: argparse.Namespace, console: Console) -> int:

@@ -27,6 +27,17 @@ def test_ranked_layouts_with_commands(capsys, tmp_path):
     assert not any((tmp_path / f).exists() for f in ("planned_k2.json",))  # nothing written but --out
 
 
+def test_overlap_hides_the_all_reduce_behind_the_compute(tmp_path):
+    # Plain DDP on 2 hosts over a slow link: hiding part of the all-reduce behind the compute shortens its step.
+    steps = {}
+    for overlap in ("0", "0.67"):
+        out = tmp_path / f"o{overlap}.json"
+        assert main(["--devices", "2", *SMALL, "--link-gbps", "0.01", "--overlap", overlap, "--out", str(out)]) == 0
+        rec = json.loads(out.read_text())
+        steps[overlap] = next(l["step_s"] for l in rec["layouts"] if (l["K"], l["R"]) == (1, 2))
+    assert steps["0.67"] < steps["0"]
+
+
 def test_a_slow_link_and_memory_limits(capsys):
     assert main(["--devices", "2", *SMALL, "--link-gbps", "0.001", "--memory-gib", "64"]) == 0
     out = capsys.readouterr().out
@@ -37,6 +48,7 @@ def test_a_slow_link_and_memory_limits(capsys):
     (["--devices", "0"], "--devices must be a positive integer, got 0"),
     (["--devices", "2", "--link-gbps", "-1"], "--link-gbps must be a positive number"),
     (["--devices", "2", "--memory-gib", "0"], "--memory-gib must be a positive number"),
+    (["--devices", "2", "--overlap", "1.5"], "--overlap must be a share of the compute between 0 and 1"),
     (["--devices", "2", "--hosts", "3", "--link-gbps", "1"], "--hosts must be an integer in 1..2"),
     (["--link-gbps", "1", "--decoupling", "dgl:2"], "--link-gbps: only with --devices G"),
     (["--devices", "2", "--arch", "small", "--dataset", "digits"], "--devices needs step times in seconds"),
