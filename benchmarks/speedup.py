@@ -70,7 +70,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, help="G: devices of the peers and the layouts (None: K, one per block)")
     p.add_argument("--peers", default="ddp,gpipe,1f1b,replicas",
                    help="peers measured beside the pipeline: ddp (torch DDP), gpipe, 1f1b, replicas (the runtime's "
-                        "--blocks 1 --replicas G and K x G/K), comma separated, or none")
+                        "own data-parallel row and greedy K x G/K), comma separated, or none")
     p.add_argument("--microbatches", default="4,8", help="micro-batch counts of the GPipe and 1F1B rows")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every block's forward and head, in the baseline and the pipeline alike")
