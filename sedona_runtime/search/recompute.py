@@ -82,30 +82,6 @@ def _leaves(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
     return [None if t is None else t.detach().requires_grad_(True) for t in tensors]
 
 
-def recomputed_hypergradient(
-    net: RelaxedNet,
-    alpha: Tensor,
-    beta: Tensor,
-    batches: Sequence[Batch],
-    val_batch: Batch,
-    lr: float,
-    inner: "InnerSettings",
-    momentum: State | None = None,
-    grad_callback: GradCallback | None = None,
-    sharding: "Sharding | None" = None,
-) -> tuple[float, float, Tensor, Tensor]:
-    """(val loss, val error, d loss/d alpha, d loss/d beta): `bilevel.hypergradient`'s result, recomputing
-    each inner step in the backward sweep instead of storing the unrolled graph (module docstring).
-
-    Shapes as `bilevel.hypergradient`: alpha [L-1, 2], beta [L-1, M]; the gradients have their shapes
-    (zeros where a variable is not in the graph). `net` keeps its weights; its batch-norm running buffers
-    advance (twice per step here, once in the stored path), which `Bilevel.outer_step` undoes.
-    """
-    loss, err, g_alpha, g_beta = recomputed_sweep(net, alpha, beta, batches, val_batch, lr, inner, momentum,
-                                                  grad_callback, sharding)
-    return float(loss), float(err), g_alpha, g_beta
-
-
 def recomputed_sweep(
     net: RelaxedNet,
     alpha: Tensor,
@@ -115,25 +91,24 @@ def recomputed_sweep(
     lr: float,
     inner: "InnerSettings",
     momentum: State | None = None,
-    grad_callback: GradCallback | None = None,
     sharding: "Sharding | None" = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """`recomputed_hypergradient` with the loss and error as (detached) tensors (no host synchronisation;
-    memory_model traces this).
+    """(val loss, val error, d loss/d alpha, d loss/d beta) as `bilevel.hypergradient(..., recompute=True)`
+    returns them (its only caller besides memory_model, which traces this), recomputing each inner step in
+    the backward sweep instead of storing the unrolled graph (module docstring). Loss and error are detached
+    0-dim tensors (no host synchronisation).
 
-    `sharding` (search/sharding.py, default unsharded): each step's loss over this process's shards and the
-    validation loss of its part, as in `bilevel.unrolled_val_loss`; its `reduce_grads` is the grad hook (after
-    `grad_callback`, if both are given). Under R processes the returned loss and gradients are this rank's
+    Shapes: alpha [L-1, 2], beta [L-1, M]; the gradients have their shapes (zeros where a variable is not in
+    the graph). `net` keeps its weights; its batch-norm running buffers advance (twice per step here, once in
+    the stored path), which `Bilevel.outer_step` undoes. `sharding` (search/sharding.py, default unsharded):
+    each step's loss over this process's shards and the validation loss of its part, as in
+    `bilevel.unrolled_val_loss`, its `reduce_grads` the per-step gradient hook (`diffopt.step`'s
+    grad_callback in the stored path). Under R processes the returned loss and gradients are this rank's
     parts (the caller sums them), the adjoints flowing through the all-reduce's backward exactly as through
     the stored graph."""
     from sedona_runtime.search.sharding import ONE
 
     sharding = ONE if sharding is None else sharding
-    user = grad_callback
-
-    def grad_callback(grads: Sequence[Tensor | None]) -> list[Tensor | None]:
-        return sharding.reduce_grads(grads if user is None else user(grads))
-
     mu, wd = inner.momentum, inner.weight_decay
     fnet = higher.monkeypatch(net, copy_initial_weights=True, track_higher_grads=True)
     theta: Weights = [p.detach().clone() for p in net.parameters()]
@@ -148,7 +123,7 @@ def recomputed_sweep(
         # see them only through update_params.
         fnet.update_params(p)
         total, mixes = sharding.relaxed_loss(fnet, (x, y), a_fixed, b_fixed)
-        grads = inner_gradients(total, p, create_graph=False, grad_callback=grad_callback)
+        grads = inner_gradients(total, p, create_graph=False, grad_callback=sharding.reduce_grads)
         for mix in mixes:
             mix.freeze()
         with torch.no_grad():
@@ -170,7 +145,7 @@ def recomputed_sweep(
         a_mix, b_mix = mixing_weights(alpha, beta)
         fnet.update_params(p)
         total, mixes = sharding.relaxed_loss(fnet, (x, y), a_mix, b_mix)
-        grads = inner_gradients(total, p, create_graph=True, grad_callback=grad_callback)
+        grads = inner_gradients(total, p, create_graph=True, grad_callback=sharding.reduce_grads)
         for mix in mixes:  # from here on, activations are differentiated with true sensitivities (relaxation.py)
             mix.freeze()
         new_p, new_b = sgd_update(p, b, grads, lr, mu, wd)

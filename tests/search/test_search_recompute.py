@@ -12,7 +12,6 @@ from sedona_runtime.models.registry import ModelConfig, build_model
 from sedona_runtime.search import second_order as so
 from sedona_runtime.search.bilevel import Bilevel, InnerSettings, hypergradient
 from sedona_runtime.search.memory import WeightSet
-from sedona_runtime.search.recompute import recomputed_hypergradient
 from sedona_runtime.search.relaxation import relax_model
 
 # Both paths do the same float64 arithmetic; only the order in which the T steps' contributions to
@@ -52,13 +51,13 @@ def test_recomputed_equals_stored_on_a_tiny_net(steps: int, carried: bool, momen
     inner = InnerSettings(momentum=momentum, weight_decay=1e-3)
     mom = _momentum(net) if carried else None
     stored = hypergradient(net, alpha, beta, batches, val, 0.5, inner, mom)
-    again = recomputed_hypergradient(net, alpha, beta, batches, val, 0.5, inner, mom)
+    again = hypergradient(net, alpha, beta, batches, val, 0.5, inner, mom, recompute=True)
     assert stored[2].abs().max() > 1e-6 and stored[3].abs().max() > 1e-6
     assert again[0] == pytest.approx(stored[0], rel=1e-12) and again[1] == stored[1]
     _close(again[2], stored[2])
     _close(again[3], stored[3])
     # Without the backward sweep's momentum adjoint, or with one step's share missing, it would not agree.
-    short = recomputed_hypergradient(net, alpha, beta, batches[:-1], val, 0.5, inner, mom)
+    short = hypergradient(net, alpha, beta, batches[:-1], val, 0.5, inner, mom, recompute=True)
     assert float((short[2] - stored[2]).norm()) > 1e-2 * float(stored[2].norm())
 
 
