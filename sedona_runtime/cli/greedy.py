@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -183,8 +182,6 @@ class PlainPipelineReporter(PipelineReporter):
         self.lines.write(f"{timestamp()} {checking_line(done, total, elapsed_s)}")
 
 
-_BLOCK_NAME = re.compile(r"^block (?P<i>\d+)/\d+ \(layers (?P<layers>[^,]+), (?P<head>.+)\)$")
-
 class RichPipelineReporter(PipelineReporter):
     """A live table that fits an 80-column terminal: per block its layers and head, step, loss,
     throughput, busy share, time waiting for input and for queue space, input queue depth, peak memory.
@@ -198,17 +195,19 @@ class RichPipelineReporter(PipelineReporter):
         self.live = Live(console=console, refresh_per_second=4, transient=False)
         self.val = ""
         self.names: list[str] = []
+        self.layers: list[tuple[str, str]] = []
 
     def start(self, info: RunInfo) -> None:
-        self.names = info.blocks
+        self.names, self.layers = info.blocks, info.layers
         for line in info.notes:
             self.console.print(f"  {line}", markup=False, highlight=False)
         self.live.start()
 
     def _name(self, i: int) -> tuple[str, str, str]:
-        name = self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
-        m = _BLOCK_NAME.match(name)
-        return (m["i"], m["layers"], m["head"]) if m else (str(i), "", name)
+        """Block i's (number, layers, head) columns, from the RunInfo's data (its label when there is none)."""
+        if i - 1 < len(self.layers):
+            return (str(i), *self.layers[i - 1])
+        return str(i), "", self.names[i - 1] if i - 1 < len(self.names) else f"block {i}"
 
     def blocks(self, fed: int, total: int, stats: dict[int, dict]) -> None:
         kinds = {s.get("memory_kind", "") for s in stats.values()}

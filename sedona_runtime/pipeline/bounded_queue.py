@@ -8,21 +8,8 @@ from typing import Any
 import torch
 
 from sedona_runtime.pipeline.channel import ChannelError, EndOfStream, PeerError
+from sedona_runtime.pipeline.messages import END, Failure
 from sedona_runtime.pipeline.stop import STOP, StopSignal
-
-
-class _End:
-    """End-of-stream marker stored in the queue (unpickles to the one module-level instance)."""
-
-    def __reduce__(self) -> str:
-        return "END"
-
-
-class Failure:
-    """An upstream process's error, sent down the channel in place of an item (get raises PeerError)."""
-
-    def __init__(self, origin: str, message: str) -> None:
-        self.origin, self.message = origin, message
 
 
 class Broken:
@@ -30,9 +17,6 @@ class Broken:
 
     def __init__(self, message: str) -> None:
         self.message = message
-
-
-END = _End()
 
 
 class BoundedQueue:
@@ -98,7 +82,7 @@ class BoundedQueue:
         if item is END:
             raise EndOfStream()
         if isinstance(item, Failure):
-            raise PeerError(item.origin, item.message)
+            raise PeerError(item.origin, item.message, item.channel)
         if isinstance(item, Broken):
             raise ChannelError(item.message)
         return item

@@ -22,12 +22,17 @@ class EndOfStream(Exception):
 
 
 class PeerError(ChannelError):
-    """An upstream process failed and sent its error down the channel instead of an item."""
+    """An upstream process failed and sent its error down the channel instead of an item (messages.Failure).
 
-    def __init__(self, origin: str, message: str) -> None:
+    `origin` names the process as messages do ("block2", "block1 replica 1"); `channel`: its failure was a
+    transport error (a symptom), not its own.
+    """
+
+    def __init__(self, origin: str, message: str, channel: bool = False) -> None:
         super().__init__(f"{origin}: {message}")
         self.origin = origin
         self.message = message
+        self.channel = channel
 
 
 class SendChannel(abc.ABC):
@@ -57,8 +62,9 @@ class SendChannel(abc.ABC):
         """Send end-of-stream after every item already put, and wait until all are accepted."""
 
     @abc.abstractmethod
-    def fail(self, origin: str, message: str, timeout: float) -> None:
-        """Send an error down the channel (best effort: never raises)."""
+    def fail(self, origin: str, message: str, timeout: float, channel: bool = False) -> None:
+        """Send an error down the channel as a messages.Failure (best effort: never raises); `channel`: it is
+        a transport error of `origin` (a symptom), not its own."""
 
     @abc.abstractmethod
     def flush(self, timeout: float) -> None:

@@ -79,16 +79,15 @@ class Collector:
                 continue
             except (Aborted, EndOfStream):
                 return
-            except PeerError as exc:
-                origin, _, kind = exc.origin.partition(":")
-                self.fail(CHANNEL if kind == "channel" else RAISED, f"{origin} failed: {exc.message}")
+            except PeerError as exc:  # a block's own error, or its transport's (a symptom: ranked below)
+                self.fail(CHANNEL if exc.channel else RAISED, f"{exc.origin} failed: {exc.message}")
                 continue
             self._record(report)
 
     def _record(self, r: Report) -> None:
         with self.lock:
             self.last_report = time.monotonic()
-            who = (r.block, r.extra["replica"]) if r.extra.get("replica") else r.block
+            who = r.who
             if r.kind == "ready":
                 self.ready.add(who)
             elif r.kind == "metrics":
@@ -103,7 +102,7 @@ class Collector:
             elif r.kind == "final":
                 self.finals[who] = r.data
                 self.final_steps[who] = r.step
-                if "timeline" in r.extra and who == r.block:  # replica 0's (benchmarks)
+                if "timeline" in r.extra and r.replica == 0:  # replica 0's (benchmarks)
                     self.timelines[r.block] = r.extra["timeline"]
             self.lock.notify_all()
 

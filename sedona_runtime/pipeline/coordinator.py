@@ -16,6 +16,7 @@ from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
 from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.feed_plan import feed_plan, validation_steps
 from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
 from sedona_runtime.pipeline.protocol import COORDINATOR, INBOX, STATE, SetupBroker, rpc_release, short
@@ -23,10 +24,11 @@ from sedona_runtime.pipeline.replicas import layout_of, shard_batch
 from sedona_runtime.pipeline.rendezvous import Meeting, init_method_for, use_interface
 from sedona_runtime.pipeline.rpc_channel import RpcRecvChannel
 from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc, stop_rpc
+from sedona_runtime.pipeline.service import Service
 from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.pipeline.transport import Transport
-from sedona_runtime.training.block import cosine_factor
-from sedona_runtime.training.display import Reporter, RunInfo, network_line
+from sedona_runtime.training.schedule import Schedule
+from sedona_runtime.training.display import Reporter, RunInfo, block_layers, network_line
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import atomic_write_text
@@ -63,6 +65,10 @@ class Coordinator:
     each block reports its own head's logits and the coordinator only counts them (EvalRounds with the
     trainer's ErrorCounter). The test split is evaluated the same way after the last step. The
     coordinator holds no model, no weights and no GPU memory.
+
+    What it sends is the run's schedule (training/schedule.py, the one the trainer walks) mapped onto batches
+    and markers (feed_plan.py). Two threads: this one feeds (and may block on backpressure); the Service
+    (service.py) counts, promotes, commits and logs meanwhile.
     """
 
     def __init__(self, pcfg: PipelineConfig, parts, run_dir, world_size: int, meeting: Meeting, store,
@@ -78,13 +84,11 @@ class Coordinator:
         self.notes = list(notes or [])
         self.timeout = pcfg.timeout
         self.workers = workers
-        self.best_val: float | None = None
+        self.best_val: float | None = None   # a resumed run's, from its commit record (the Service takes it on)
         self.best_step: int | None = None
-        self.last_val = None          # EvalResult of the last validation
-        self.test = None              # EvalResult of the test split, after the last step
-        self.counted: dict[int, float] = {}   # validation step -> top-1 error, until its candidate is settled
         self.start_step = 0
         self.fed = 0
+        self.service: Service | None = None
         # K blocks x R replicas (replicas.py): K*R block processes; replica 0 of each block reports metrics,
         # checkpoints and logits, every process reports ready and final.
         self.layout = layout_of(pcfg)
@@ -127,9 +131,8 @@ class Coordinator:
         self.collector.start()
         labels = {self.layout.name(i): self.layout.label(i) for i in range(1, self.processes + 1)}
         # A silent peer is named as the messages name it ("block1 replica 1"; R = 1: its RPC name).
-        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why.replace(
-                                     f"process {peer} ", f"process {labels.get(peer, peer)} ", 1)),
-                                 self.pcfg.heartbeat, self.pcfg.heartbeat_timeout).start()
+        self.watchdog = Watchdog(self.peers, lambda peer, why: self.collector.fail(SILENT, why),
+                                 self.pcfg.heartbeat, self.pcfg.heartbeat_timeout, labels=labels).start()
         self._wait(broker.complete.is_set, f"not every block registered within {start:.0f}s", start)
         for line in sharing_notes(broker.setup["placements"]):
             self.reporter.note(line)
@@ -166,7 +169,7 @@ class Coordinator:
         self.reporter.start(RunInfo([b.name for b in self.parts.blocks], self.cfg.steps, self.start_step,
                                     (f"{self.K} processes" if self.R == 1 else
                                      f"{self.K} blocks x {self.R} replicas ({self.processes} processes)")
-                                    + f" ({self.pcfg.transport} transport)", notes))
+                                    + f" ({self.pcfg.transport} transport)", notes, block_layers(self.parts.blocks)))
         STOP.clear()  # a stop left over from an earlier run in this process must not end this one
         # While the blocks train, they own the cores. The coordinator's work (reading batches, counting
         # logits) runs on one thread: an intra-op pool would spin-wait on the blocks' cores and, measured
@@ -181,6 +184,7 @@ class Coordinator:
                 batches = self.read_ahead(stream, plan)
                 self.connect()
                 connected = True
+                self.start_service(plan)
                 last = self.feed(plan, batches, stop)
                 self.drain(last)
             except (ChannelError, PipelineFailed, KeyboardInterrupt) as exc:
@@ -193,6 +197,8 @@ class Coordinator:
                 self._abort(exc)
                 raise
             finally:
+                if self.service is not None:  # never left running (it writes the run directory)
+                    self.service.stop(timeout=5.0)
                 (self.run_dir.path / TOKEN).unlink(missing_ok=True)  # only a live run needs it
                 torch.set_num_threads(threads)  # the caller's setting again
                 if getattr(self, "inbox", None) is not None:
@@ -223,6 +229,8 @@ class Coordinator:
     def _root_cause(self, exc: BaseException) -> str:
         if isinstance(exc, PipelineFailed):
             return str(exc)
+        if self.service is not None and self.service.error:  # it stopped the run (STOP): the put's Aborted says less
+            return self.service.error
         deadline = time.monotonic() + 1.0  # the telling report (a death, a traceback) may trail the symptom
         while time.monotonic() < deadline:
             why = self.collector.failure(self.child_failure())
@@ -236,12 +244,16 @@ class Coordinator:
         if getattr(self, "watchdog", None) is None:
             return
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "the run failed"
+        if self.service is not None:  # before reading the commit record: no commit is under way after this
+            self.service.stop(timeout=5.0)
         self.watchdog.stop()
         abort_peers(self.peers, reason)
         self.collector.stop()
         stop_rpc(graceful=False, timeout=3.0)
 
     def _check(self) -> None:
+        if self.service is not None and self.service.error:
+            raise PipelineFailed(self.service.error)
         if self.child_failure() is not None or self.collector.failed():
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
@@ -254,66 +266,72 @@ class Coordinator:
         train = self.parts.bundle.train
         return Preprocess(train.mean, train.std, self.parts.bundle.augment)
 
-    def plan(self) -> list:
-        """Every batch the run feeds, in order (data.feeder.Task): the training steps, with the validation
-        rounds at the single-process trainer's points, then the final validation and the test round."""
-        from sedona_runtime.data.feeder import Task, eval_tasks
+    @property
+    def schedule(self) -> Schedule:
+        """The run's events from the start (or resumed) step: the single-process trainer's."""
+        return Schedule(self.cfg, start=self.start_step)
 
-        cfg, total, bundle = self.cfg, self.cfg.steps, self.parts.bundle
-        tasks = []
-        for step in range(self.start_step, total):
-            tasks.append(Task("train", step))
-            s = step + 1
-            if s < total and cfg.eval_interval and s % cfg.eval_interval == 0:
-                tasks += eval_tasks("val", s, bundle.val, cfg.eval_batch_size)
-        return (tasks + eval_tasks("val", total, bundle.val, cfg.eval_batch_size)
-                + eval_tasks("test", total, bundle.test, cfg.eval_batch_size))
+    def plan(self) -> list:
+        """Every item the run sends, in order: the schedule's events mapped (feed_plan): a data.feeder.Task per
+        batch (training steps, validation rounds at the trainer's points, the final validation and the test
+        round) and a Marker per validation and checkpoint."""
+        bundle = self.parts.bundle
+        return feed_plan(self.schedule, {"val": bundle.val, "test": bundle.test}, self.cfg.eval_batch_size)
 
     def read_ahead(self, stream, plan: list):
-        """The plan's raw batches, decoded ahead by `workers` processes that start now (while blocks start)."""
-        from sedona_runtime.data.feeder import read_ahead
+        """The plan's raw batches (its Tasks), decoded ahead by `workers` processes that start now (while blocks
+        start)."""
+        from sedona_runtime.data.feeder import Task, read_ahead
 
         bundle = self.parts.bundle
-        return read_ahead(plan, stream=stream, splits={"val": bundle.val, "test": bundle.test},
+        return read_ahead([t for t in plan if isinstance(t, Task)], stream=stream, splits={"val": bundle.val, "test": bundle.test},
                           eval_batch_size=self.cfg.eval_batch_size, workers=self.workers)
 
-    def feed(self, plan: list, batches, stop: StopRequest | None = None) -> int:
-        """Feed the plan (or, once `stop` was requested, stop at a step boundary); the last step fed.
+    def start_service(self, plan: list) -> Service:
+        """Start the bookkeeping thread (service.py); it stops the run (STOP) with its error, if it has one."""
+        self.service = Service(self.collector, self.run_dir, self.K, self.schedule, self.reporter,
+                               validations=validation_steps(plan), best_val=self.best_val, best_step=self.best_step,
+                               fed=lambda: self.fed, on_error=STOP.set)
+        return self.service.start()
 
-        Batches leave raw (uint8 as stored, with their augmentation draws). A validation round starts
-        with a 'validate' marker; a checkpoint marker follows a step's validation, as in the trainer.
-        The feed ends with a checkpoint marker for the last step fed, so the run always ends on a
-        committed checkpoint, interrupted or not.
+    def feed(self, plan: list, batches, stop: StopRequest | None = None) -> int:
+        """Send the plan (or, once `stop` was requested, stop at a step boundary); the last step fed.
+
+        Batches leave raw (uint8 as stored, with their augmentation draws), a raw batch from `batches` per Task.
+        A stop is taken before a training step: what the schedule puts after the step before (its validation,
+        its checkpoint) was sent. A stopped feed ends with a checkpoint marker for the last step fed (unless
+        that step's was the last marker sent), so the run always ends on a committed checkpoint.
         """
-        cfg, total = self.cfg, self.cfg.steps
         self.fed = self.start_step
-        saved = pending = None
-        for task, raw in zip(plan, batches):
-            if task.split == "train":
-                if pending is not None:  # the checkpoint of the step before (after its validation)
-                    self._put_all(Marker("checkpoint", pending))
-                    saved, pending = pending, None
+        checkpointed = None  # the step of the last checkpoint marker sent
+        stopped = False
+        batches = iter(batches)
+        for item in plan:
+            if isinstance(item, Marker):  # down every replica row (each replica checks its step count against it)
+                self._put_all(item)
+                if item.kind == "checkpoint":
+                    checkpointed = item.step
+            elif item.split == "train":
                 if stop is not None and stop.is_set():
+                    stopped = True
                     break
                 self._check()
+                raw = next(batches)
                 # Replica r of block 1 gets shard r (R = 1: the batch itself).
-                for out, shard in zip(self.outs, shard_batch(Batch(task.step, raw.x, raw.y, raw.draws, raw=True),
+                for out, shard in zip(self.outs, shard_batch(Batch(item.step, raw.x, raw.y, raw.draws, raw=True),
                                                              self.R)):
                     out.put(shard, self.timeout)
-                s = self.fed = task.step + 1
-                if s < total and cfg.checkpoint_interval and s % cfg.checkpoint_interval == 0:
-                    pending = s
+                self.fed = item.step + 1
             else:
-                if task.split == "val" and task.index == 0:
-                    self._put_all(Marker("validate", task.step))
+                raw = next(batches)
                 # Evaluation runs down replica row 0 only, whole batches: replica 0's weights and running
                 # statistics are the block's (replicas.py), counted exactly as without replicas.
-                self.out.put(EvalBatch(task.split, task.step, task.index, task.count, raw.x, raw.y, raw=True),
+                self.out.put(EvalBatch(item.split, item.step, item.index, item.count, raw.x, raw.y, raw=True),
                              self.timeout)
                 self._check()
-            self.service()
-        if saved != self.fed or self.fed == total:
-            self._put_all(Marker("checkpoint", self.fed))
+        if stopped:
+            for event in Schedule.on_stop(self.fed, checkpointed):
+                self._put_all(Marker("checkpoint", event.step))
         for out in self.outs:
             out.close(self.timeout)
         return self.fed
@@ -324,22 +342,24 @@ class Coordinator:
             out.put(marker, self.timeout)
 
     def drain(self, last: int) -> None:
-        """Wait (bounded) for every block's end, the checkpoint of step `last` and every evaluation round;
-        release the blocks."""
+        """Wait (bounded) for every block's end, then for the Service's last pass (the checkpoint of step `last`
+        committed, every evaluation round counted); release the blocks."""
         c = self.collector
         while True:
             self._check()
-            self.service()
             with c.lock:
-                if (len(c.finals) == self.processes and not c.saved.get(last, set()) ^ set(range(1, self.K + 1))
-                        and not c.rounds.busy() and not self.counted):
+                if len(c.finals) == self.processes:  # a block's final report is its last: all are in
                     break
                 c.lock.wait(0.05)
                 silent = time.monotonic() - c.last_report
             if silent > self.timeout:  # bounded by progress: the last evaluation rounds may take long
                 raise PipelineFailed(f"the blocks reported nothing for {self.timeout:.0f}s while finishing")
-        self.service()
-        self.commit(last)
+        if not self.service.stop(timeout=self.timeout, last_pass=True):
+            raise PipelineFailed(f"the coordinator's bookkeeping (metrics, checkpoints) did not finish within "
+                                 f"{self.timeout:.0f}s")
+        self._check()
+        if self.service.committed != last:
+            raise PipelineFailed(f"the checkpoint of step {last} was not committed (every block ended)")
         self.watchdog.stop()
         for peer in self.peers:
             rpc.rpc_sync(peer, rpc_release, timeout=10.0)
@@ -348,63 +368,15 @@ class Coordinator:
         self.transport.close(graceful=True)
         (self.run_dir.path / TOKEN).unlink(missing_ok=True)
 
-    # -- periodic work on the coordinator thread ----------------------------------------------------
-    def service(self) -> None:
-        c = self.collector
-        with c.lock:
-            finished = c.rounds.pop_done()
-        for split, step, result in finished:
-            if split == "val":
-                self.validated(step, result)
-            else:
-                self.test = result
-        for step in sorted(self.counted):  # a counted validation whose blocks all wrote their weights
-            if c.pop_complete(c.candidates, step) is not None:
-                err = self.counted.pop(step)
-                if step == self.best_step:
-                    ckpt.promote_best(self.run_dir.checkpoints, step, self.K, err)
-                else:
-                    ckpt.drop_candidate(self.run_dir.checkpoints, step)
-        for step in sorted(c.saved):
-            if step != self.fed and c.pop_complete(c.saved, step) is not None:
-                self.commit(step)
-        for step in sorted(c.metrics_by_step):
-            stats = c.pop_complete(c.metrics_by_step, step)
-            if stats is not None:
-                self.log_metrics(step, stats)
-
-    def commit(self, step: int) -> None:
-        ckpt.commit(self.run_dir.checkpoints, step, self.K, {"best_val": self.best_val, "best_step": self.best_step})
-
-    def log_metrics(self, step: int, stats: dict[int, dict]) -> None:
-        cfg = self.cfg
-        ordered = [stats[i] for i in range(1, self.K + 1)]
-        lr = cfg.lr * cosine_factor(step - 1, cfg.steps, cfg.final_lr / cfg.lr)
-        rate = min(s["samples_per_s"] for s in ordered)  # a pipeline runs at its slowest block's pace
-        self.run_dir.log({"step": step, "loss": [s["loss"] for s in ordered], "lr": lr, "samples_per_s": rate,
-                          "blocks": ordered})
-        self.reporter.blocks(self.fed, cfg.steps, dict(self.collector.metrics))
-
-    def validated(self, step: int, result) -> None:
-        """A validation round is counted: log it, track the best (its weights are promoted once written)."""
-        from sedona_runtime.training.evaluate import eval_record
-
-        self.last_val = result
-        err = result.top1_error
-        self.run_dir.log({"step": step, **eval_record(result, "val")})
-        if self.best_val is None or err < self.best_val:
-            self.best_val, self.best_step = err, step
-        self.counted[step] = err
-        self.reporter.validated(step, err, self.best_val)
-
     def finish(self, wall: float) -> dict:
         c, total, cfg = self.collector, self.cfg.steps, self.cfg
         bad = {i: s for i, s in c.final_steps.items() if s != total}
         if bad:
             raise PipelineFailed(f"blocks ended at steps {bad}, expected {total}")
-        if self.test is None:
+        service = self.service
+        if service.test is None:
             raise PipelineFailed("the test evaluation did not complete")
-        test = self.test
+        test = service.test
         stats = [c.metrics.get(i, {}) for i in range(1, self.K + 1)]
         train_s = max((s.get("total_busy_s", 0.0) + s.get("total_wait_in_s", 0.0) for s in stats), default=0.0)
         summary = {
@@ -413,8 +385,8 @@ class Coordinator:
             "decoupling": self.parts.decoupling.to_json()["blocks"],
             "test": dataclasses.asdict(test),
             "test_accuracy": 1.0 - test.top1_error,
-            "best_val_error": self.best_val,
-            "best_val_step": self.best_step,
+            "best_val_error": service.best_val,
+            "best_val_step": service.best_step,
             "wall_time_s": wall,
             "train_time_s": train_s,
             "samples_per_s": (total - self.start_step) * cfg.batch_size / max(wall, 1e-9),
@@ -428,8 +400,8 @@ class Coordinator:
                          "replica_placement": self.pcfg.replica_placement,
                          "resumed_from": self.start_step or None},
         }
-        if self.last_val is not None:
-            summary["val"] = dataclasses.asdict(self.last_val)
+        if service.last_val is not None:
+            summary["val"] = dataclasses.asdict(service.last_val)
         if c.timelines:
             summary["pipeline"]["timeline"] = {str(i): [list(x) for x in c.timelines[i]] for i in sorted(c.timelines)}
         self.run_dir.write_summary(summary)

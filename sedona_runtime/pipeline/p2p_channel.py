@@ -23,7 +23,8 @@ import torch
 import torch.distributed as dist
 
 from sedona_runtime.pipeline import cuda_handoff, wire
-from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, Broken, Failure
+from sedona_runtime.pipeline.bounded_queue import BoundedQueue, Broken
+from sedona_runtime.pipeline.messages import END, Failure
 from sedona_runtime.pipeline.channel import Aborted, ChannelError, ChannelTimeout, RecvChannel, SendChannel
 from sedona_runtime.pipeline.protocol import short
 from sedona_runtime.pipeline.stop import STOP
@@ -120,9 +121,9 @@ class P2pSendChannel(SendChannel):
         self.put(END, timeout)
         self.flush(timeout)
 
-    def fail(self, origin: str, message: str, timeout: float = 2.0) -> None:
+    def fail(self, origin: str, message: str, timeout: float = 2.0, channel: bool = False) -> None:
         try:
-            self.put(Failure(origin, message), timeout)
+            self.put(Failure(origin, message, channel), timeout)
             self.flush(timeout)
         except Exception:  # best effort: the peer may be the one that died
             pass

@@ -12,7 +12,8 @@ import torch
 import torch.distributed.rpc as rpc
 
 from sedona_runtime.pipeline import cuda_handoff
-from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, Failure
+from sedona_runtime.pipeline.bounded_queue import BoundedQueue
+from sedona_runtime.pipeline.messages import END, Failure
 from sedona_runtime.pipeline.channel import ChannelError, RecvChannel, SendChannel
 from sedona_runtime.pipeline.protocol import STATE, rpc_put, short
 from sedona_runtime.pipeline.stop import STOP
@@ -142,10 +143,10 @@ class RpcSendChannel(SendChannel):
         self.put(END, timeout)
         self.flush(timeout)
 
-    def fail(self, origin: str, message: str, timeout: float = 2.0) -> None:
+    def fail(self, origin: str, message: str, timeout: float = 2.0, channel: bool = False) -> None:
         try:
             rpc.rpc_async(self.peer, rpc_put, args=(self.queue, self._sender, next(self._seq),
-                                                    Failure(origin, message)), timeout=timeout)
+                                                    Failure(origin, message, channel)), timeout=timeout)
         except Exception:  # best effort: the peer may be the one that died
             pass
 

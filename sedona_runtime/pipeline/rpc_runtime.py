@@ -80,15 +80,17 @@ def ping(peer: str, timeout: float) -> int:
 
 
 class Watchdog:
-    """Pings peers every `interval` seconds; the first that fails to answer triggers `on_failure`.
+    """Pings peers every `interval` seconds; the first that fails to answer triggers `on_failure(peer, why)`.
 
     A process killed outright cannot send its own error, so every process watches the ones it
-    depends on: the coordinator watches all blocks, each block watches the coordinator.
+    depends on: the coordinator watches all blocks, each block watches the coordinator. `labels`: how
+    `why` names a peer ({RPC name: label}, e.g. "block1 replica 1"); its RPC name otherwise.
     """
 
     def __init__(self, peers: list[str], on_failure: Callable[[str, str], None],
-                 interval: float = 0.5, timeout: float = 5.0) -> None:
+                 interval: float = 0.5, timeout: float = 5.0, labels: dict[str, str] | None = None) -> None:
         self.peers, self.on_failure = peers, on_failure
+        self.labels = dict(labels or {})
         self.interval, self.timeout = interval, timeout
         self._quit = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
@@ -123,5 +125,6 @@ class Watchdog:
                         err = exc
                 if err is not None:
                     if not self._quit.is_set():
-                        self.on_failure(peer, f"process {peer} stopped answering ({short(err)})")
+                        label = self.labels.get(peer, peer)
+                        self.on_failure(peer, f"process {label} stopped answering ({short(err)})")
                     return

@@ -122,9 +122,7 @@ class Stage:
                               "run must see --out at the same absolute path")
 
     def report(self, kind: str, step: int, data=None, **extra) -> None:
-        if self.replica:
-            extra["replica"] = self.replica
-        self.reports.put(Report(self.index, kind, step, data, extra), self.timeout)
+        self.reports.put(Report(self.index, kind, step, data, extra, self.replica), self.timeout)
 
     def loop(self) -> None:
         meter = BlockMeter(self.runner.step)
@@ -230,17 +228,18 @@ class Stage:
         except (Aborted, KeyboardInterrupt):
             return self._fail(None, connected)  # told to stop: whoever stopped us reports why
         except PeerError as exc:
-            return self._fail(("upstream", exc.origin, exc.message), connected)
+            return self._fail(("upstream", exc.origin, exc.message, exc.channel), connected)
         except ChannelTimeout as exc:  # this block's own bounded wait expired: its message is the cause
-            return self._fail(("error", self.label, str(exc)), connected)
+            return self._fail(("error", self.label, str(exc), False), connected)
         except ChannelError as exc:  # a transport failure, usually the symptom of a peer's death
-            return self._fail(("error", f"{self.label}:channel", str(exc)), connected)
+            return self._fail(("error", self.label, str(exc), True), connected)
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
                 log.error("%s failed:\n%s", self.label, traceback.format_exc())
-            return self._fail(("error", self.label, f"{type(exc).__name__}: {short(exc)}"), connected)
+            return self._fail(("error", self.label, f"{type(exc).__name__}: {short(exc)}", False), connected)
 
-    def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
+    def _fail(self, why: tuple[str, str, str, bool] | None, connected: bool) -> int:
+        """`why`: (kind "error" (this block's) or "upstream", origin, message, whether it is a transport error)."""
         if why is not None and why[0] == "error" and under_torchrun():
             # The coordinator may run on another machine: the cause is said on this one too, on its
             # stderr and as the root cause of torchrun's report here. (Self-launched blocks share the
@@ -251,14 +250,14 @@ class Stage:
         if connected:
             self.watchdog.stop()
             if why is not None:
-                kind, origin, message = why
+                kind, origin, message, channel = why
                 if kind == "error":
                     try:
-                        self.reports.fail(origin, message)
+                        self.reports.fail(origin, message, channel=channel)
                     except Exception:
                         pass
                 if self.transport.output is not None:
-                    self.transport.output.fail(origin, message, timeout=1.0)
+                    self.transport.output.fail(origin, message, timeout=1.0, channel=channel)
                 time.sleep(0.2)  # let the best-effort error messages leave before the agent stops
             stop_rpc(graceful=False, timeout=3.0)
         return 1

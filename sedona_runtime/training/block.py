@@ -11,6 +11,7 @@ import torch.nn as nn
 from sedona_runtime.training.compiled import compiled_step
 from sedona_runtime.training.lazy_read import LazyRead
 from sedona_runtime.training.phase_clock import PhaseClock
+from sedona_runtime.training.schedule import Schedule
 from sedona_runtime.utils.errors import SedonaError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -108,12 +109,6 @@ def build_blocks(model: "LayeredNet", dec: "Decoupling", spec_fn: Callable[[int]
     return blocks
 
 
-def cosine_factor(step: int, total: int, ratio: float) -> float:
-    """LR multiplier at `step`: cosine from 1 down to `ratio` (= final_lr / lr) over `total` steps."""
-    t = min(step, total) / max(1, total)
-    return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
 def build_optimizer(params: Any, cfg: "TrainConfig", device: torch.device | str = "cpu") -> torch.optim.Optimizer:
     """SGD with momentum (or Adam, for PredSim at scale) with the config's lr and weight decay.
 
@@ -166,12 +161,11 @@ class BlockRunner:
         self.label_smoothing = float(cfg.label_smoothing or 0.0)
         block.to(device=self.device, dtype=self.dtype)
         self.optimizer = build_optimizer(block.parameters(), cfg, self.device)
-        ratio = cfg.final_lr / cfg.lr
-        total = int(cfg.steps)
-        # Closed-form cosine (not the recursive CosineAnnealingLR): the rate depends on the step count only,
-        # which keeps resumed runs bit-identical.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: cosine_factor(s, total, ratio))
+        # The run's one schedule (training/schedule.py) gives the rate; closed-form cosine (not the recursive
+        # CosineAnnealingLR): the rate depends on the step count only, which keeps resumed runs bit-identical.
+        # A plain function, so the scheduler's state_dict holds no lambda state (checkpoints unchanged).
+        schedule = Schedule(cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: schedule.factor(s))
         self.amp = bool(cfg.amp) and self.device.type == "cuda" and self.dtype == torch.float32
         if self.device.type == "cuda":  # fixed training shapes: cuDNN picks its fastest kernels once per shape
             torch.backends.cudnn.benchmark = bool(getattr(cfg, "cudnn_benchmark", True))

@@ -19,13 +19,20 @@ class Progress:
 
 @dataclass
 class RunInfo:
-    """What is about to run."""
+    """What is about to run. `blocks`: each block's label (Block.name); `layers`: each block's (layers "1-3",
+    head name) as data, for displays that show them in columns (empty when unknown)."""
 
     blocks: list[str]
     total_steps: int
     start_step: int
     device: str
     notes: list[str] = field(default_factory=list)
+    layers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def block_layers(blocks) -> list[tuple[str, str]]:
+    """(layers "first-last", head name) of each training.block.Block."""
+    return [(f"{b.first}-{b.last}", b.head_name) for b in blocks]
 
 
 class Reporter:

@@ -21,6 +21,7 @@ from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
 from sedona_runtime.training.resolve import resolve_device, resolve_for_model
 from sedona_runtime.training.resume_check import check_resume_config
 from sedona_runtime.training.run_dir import RunDir
+from sedona_runtime.training.schedule import CHECKPOINT, TEST, TRAIN, VALIDATE, Schedule
 from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
@@ -212,21 +213,35 @@ class GreedyTrainer:
         self._test_decoded = True
 
     # -- the loop -------------------------------------------------------------------------------------
-    def train_steps(self, stream, until: int, stop: StopRequest | None = None) -> None:
-        """Run global steps self.step .. until-1, logging, validating and checkpointing at their intervals;
-        return early after the step during which `stop` was set."""
+    def train_steps(self, stream, schedule: Schedule, stop: StopRequest | None = None) -> None:
+        """Walk `schedule.training()` (global steps self.step .. schedule.until-1, each followed by its validation
+        and checkpoint, if any); return early after the step (and its events) during which `stop` was set."""
         cfg, k = self.cfg, len(self.runners)
         window = (self.train_s, self.step)  # throughput over train-step time only (validation excluded)
         losses = [math.nan] * k
         timings = [dict.fromkeys(("forward", "head", "backward", "optimizer"), 0.0) for _ in range(k)]
         from sedona_runtime.data.feeder import train_batches
 
+        if schedule.start != self.step:
+            raise ValueError(f"schedule starts at step {schedule.start}, the trainer is at {self.step}")
         # Raw batches (read ahead by worker processes when they pay), scaled, augmented with their own
         # draws and normalized on the first block's device: what the pipeline's block 1 does.
-        batches = train_batches(stream, self.step, until, data_workers(self.parts))
+        batches = train_batches(stream, self.step, schedule.until, data_workers(self.parts))
         preprocess, device = stream.preprocess, self.runners[0].device
-        while self.step < until:
-            with self._stop_lock:  # update first: a notice said in between names the step about to run
+        for event in schedule.training():
+            if event.kind != TRAIN:  # the step's validation, then its checkpoint
+                t1 = time.perf_counter()
+                if event.kind == VALIDATE:
+                    self.validate()
+                elif event.kind == CHECKPOINT:
+                    self.save_checkpoint()
+                self.wall_s += time.perf_counter() - t1
+                continue
+            with self._stop_lock:
+                # A request whose notice is still to come names the step just done (_stop_after): stop after
+                # it and its events. Then update: a notice said in between names the step about to run.
+                if stop is not None and stop.is_set():
+                    return
                 self._stop_after = self.step + 1
                 if self._stop_named is not None and self._stop_named <= self.step:
                     return
@@ -245,7 +260,7 @@ class GreedyTrainer:
             dt = time.perf_counter() - t0
             self.train_s += dt
             self.wall_s += dt
-            if self.step % cfg.log_interval == 0 or self.step == until:
+            if event.log:
                 # Read without waiting (LazyRead): on CUDA the newest losses that reached the host; the
                 # checkpoint's check_finite() waits and sees every step.
                 for runner in self.runners:
@@ -258,16 +273,6 @@ class GreedyTrainer:
                 timings = [dict.fromkeys(timings[0], 0.0) for _ in range(k)]
                 eta = (cfg.steps - self.step) * cfg.batch_size / max(rate, 1e-9)
                 self.reporter.step(Progress(self.step, cfg.steps, list(losses), lr, rate, self.wall_s, eta))
-            if self.step < cfg.steps:
-                t1 = time.perf_counter()
-                if cfg.eval_interval and self.step % cfg.eval_interval == 0:
-                    self.validate()
-                if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0:
-                    self.save_checkpoint()
-                self.wall_s += time.perf_counter() - t1
-            with self._stop_lock:  # a request whose notice is still to come names this step (_stop_after)
-                if stop is not None and stop.is_set():
-                    return
 
     def _sharded_step(self, x, y, losses: list) -> None:
         """Every block on the batch's R shards (training/sharded.py); losses[i]: block i's shard-0 loss."""
@@ -291,29 +296,31 @@ class GreedyTrainer:
             self.reporter.start(RunInfo([b.name for b in parts.blocks], self.cfg.steps, self.step, str(parts.device),
                                         [network_line(self.cfg, parts.bundle.input_shape)]
                                         + [n for n in [getattr(parts.bundle, "note", ""), parts.decoupling.source] if n]))
-            until = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-            self._stop_after = min(self.step + 1, until)
+            schedule = Schedule(self.cfg, start=self.step, until=stop_at)
+            self._stop_after = min(self.step + 1, schedule.until)
             with deferred_stop(self._say_stopping) as stop:
                 try:
-                    self.train_steps(make_stream(parts), until, stop)
+                    self.train_steps(make_stream(parts), schedule, stop)
                 except NonFiniteLossError as exc:
                     raise exc.with_note(self._kept("last good checkpoint", how="")) from None
                 if stop.is_set():
-                    if self.checkpoint_step != self.step:
+                    for _ in schedule.on_stop(self.step, self.checkpoint_step):
                         self.save_checkpoint()
                     raise Interrupted(f"interrupted ({stop.name}) after step {self.step} of {self.cfg.steps}: "
                                       f"checkpoint of step {self.step} saved in {self.run_dir.last_checkpoint}; "
                                       f"continue with --resume --out {self.run_dir.path}", exit_code=stop.exit_code)
-            if self.step < self.cfg.steps:  # stopped early on request: leave a resumable checkpoint
-                self.save_checkpoint()
-                return {"stopped_at": self.step}
-            t1 = time.perf_counter()
-            self.validate()
-            self.wall_s += time.perf_counter() - t1
-            self.save_checkpoint()
-            summary = self.summarize()
-            self.run_dir.write_summary(summary)
-            self.reporter.finish(summary)
+            summary: dict = {"stopped_at": self.step}  # stopped early (stop_at): a resumable checkpoint is left
+            for event in schedule.ending():  # the final validation, the last checkpoint, the test round
+                if event.kind == VALIDATE:
+                    t1 = time.perf_counter()
+                    self.validate()
+                    self.wall_s += time.perf_counter() - t1
+                elif event.kind == CHECKPOINT:
+                    self.save_checkpoint()
+                elif event.kind == TEST:
+                    summary = self.summarize()
+                    self.run_dir.write_summary(summary)
+                    self.reporter.finish(summary)
             return summary
         except KeyboardInterrupt:
             if stop is None:

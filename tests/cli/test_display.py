@@ -130,15 +130,16 @@ def test_pipeline_table_fits_80_columns():
     """The live table of a 4-block ResNet-152 run with large counters fits an 80-column terminal, one row per block."""
     from sedona_runtime.cli.greedy import RichPipelineReporter
 
-    names = [f"block {i}/4 (layers {a}-{b}, {h})" for i, (a, b, h) in
-             enumerate([(1, 12, "aux2"), (13, 25, "mlp_sr"), (26, 40, "predsim"), (41, 50, "classifier")], start=1)]
+    spans = [(1, 12, "aux2"), (13, 25, "mlp_sr"), (26, 40, "predsim"), (41, 50, "classifier")]
+    names = [f"block {i}/4 (layers {a}-{b}, {h})" for i, (a, b, h) in enumerate(spans, start=1)]
+    layers = [(f"{a}-{b}", h) for a, b, h in spans]  # as data: the table never parses the labels
     for kinds in (["process_rss"] * 4, ["process_rss", "cuda_max_allocated"] * 2):
         stats = {i: {"step": 640000, "loss": 12.3456, "samples_per_s": 12345.0, "busy_frac": 1.0,
                      "total_wait_in_s": 99999.0, "total_wait_out_s": 1234.5, "queue_depth": 2,
                      "peak_memory": 123456 * 2**20, "memory_kind": kinds[i - 1]} for i in (1, 2, 3, 4)}
         buf = io.StringIO()
         rep = RichPipelineReporter(Console(file=buf, force_terminal=False, width=80))
-        rep.start(RunInfo(names, 640000, 0, "4 processes"))
+        rep.start(RunInfo(names, 640000, 0, "4 processes", layers=layers))
         rep.validated(630000, 0.123, 0.111)
         rep.blocks(640000, 640000, stats)
         rep.close()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sedona_runtime.pipeline.bounded_queue import END, BoundedQueue, Failure
+from sedona_runtime.pipeline.bounded_queue import BoundedQueue
+from sedona_runtime.pipeline.messages import END, Failure
 from sedona_runtime.pipeline.channel import Aborted, ChannelTimeout, EndOfStream, PeerError
 from sedona_runtime.pipeline.stop import StopSignal
 

@@ -12,7 +12,7 @@ from torch import nn
 from _training_helpers import LinearHead, tiny_cfg
 from sedona_runtime.decoupling.schema import BlockSpec, Decoupling
 from sedona_runtime.models import ModelConfig, build_model, layer_output_shapes
-from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossError, build_blocks, cosine_factor,
+from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossError, build_blocks,
                                            head_spec_fn)
 
 CPU = torch.device("cpu")
@@ -55,18 +55,6 @@ def test_k1_equals_handwritten_backprop_loop():
     assert got.keys() == want.keys()
     for name in want:  # exact: same ops in the same order on the same float64 values
         assert torch.equal(got[name], want[name]), name
-
-
-def test_cosine_schedule_matches_torch_cosine_annealing():
-    p = nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=0.1)
-    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20, eta_min=0.001)
-    for t in range(21):
-        # CosineAnnealingLR uses a recursive update, ours the closed form: equal up to rounding.
-        assert 0.1 * cosine_factor(t, 20, 0.01) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
-        opt.step()
-        ref.step()
-    assert cosine_factor(50, 20, 0.01) == pytest.approx(0.01)  # stays at the final rate past the end
 
 
 def _two_blocks():
