@@ -42,6 +42,14 @@ def test_pipeline_equals_single_process(reference, reference_dir, transport, fin
     # Per-block metrics reached the run directory at every log interval.
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any(len(r.get("blocks", [])) == 3 for r in records)
+    # Their learning rate (the coordinator's, from the run's schedule) is the one the trainer's optimizer
+    # stepped with at the same steps, exactly.
+    assert _lrs(run_dir) == _lrs(reference_dir) and sorted(_lrs(run_dir)) == [10, 20, 30]
+
+
+def _lrs(run_dir) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["lr"] for r in records if "lr" in r}
 
 
 def _val_records(run_dir) -> list[dict]:
