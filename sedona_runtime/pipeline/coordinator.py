@@ -27,8 +27,8 @@ from sedona_runtime.pipeline.rpc_runtime import Watchdog, abort_peers, start_rpc
 from sedona_runtime.pipeline.service import Service
 from sedona_runtime.pipeline.stop import STOP
 from sedona_runtime.pipeline.transport import Transport
-from sedona_runtime.training.schedule import Schedule
 from sedona_runtime.training.display import Reporter, RunInfo, block_layers, network_line
+from sedona_runtime.training.schedule import Schedule
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
 from sedona_runtime.utils.io import atomic_write_text

@@ -30,3 +30,24 @@ def test_a_blocks_own_timeout_outranks_its_exit_code():
 def test_a_killed_process_outranks_everything_it_caused():
     assert _cause([(SILENT, "process block2 stopped answering"), (CHANNEL, "block3 failed: channel")],
                   child=(DIED, "block2 (pid 9) was killed by SIGKILL")) == "block2 (pid 9) was killed by SIGKILL"
+
+
+def test_who_failed_and_who_reported_are_data_not_parsed_names():
+    """A Failure's `channel` flag ranks a transport error below a block's own; a Report's replica is a field."""
+    from sedona_runtime.pipeline.channel import EndOfStream, PeerError
+    from sedona_runtime.pipeline.messages import Report
+
+    class _Inbox:
+        items = [PeerError("block1 replica 1", "receiving from block2 failed", channel=True),
+                 PeerError("block2", "ValueError: bad batch"), EndOfStream()]
+
+        def get(self, timeout):
+            raise self.items.pop(0)
+
+    c = Collector(_Inbox(), blocks=2, processes=4)
+    c._drain()
+    assert [(s, m) for s, _, m in c.failures] == [(CHANNEL, "block1 replica 1 failed: receiving from block2 failed"),
+                                                 (RAISED, "block2 failed: ValueError: bad batch")]
+    c._record(Report(1, "ready", 0, replica=1))
+    c._record(Report(2, "ready", 0))
+    assert c.ready == {(1, 1), 2}
