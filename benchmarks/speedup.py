@@ -30,7 +30,8 @@ from rich.table import Table  # noqa: E402
 from speedup_lib.measure import BenchConfig, core_sets, time_baseline, time_pipeline  # noqa: E402
 from speedup_lib.load import probed  # noqa: E402
 from speedup_lib.peers import KINDS, parse_peers, time_peer  # noqa: E402
-from speedup_lib.planned import planned_spec, predicted, predicted_layouts, profile_cost_model, resolve  # noqa: E402
+from speedup_lib.planned import (peer_boundaries, planned_spec, predicted, predicted_layouts,  # noqa: E402
+                                 predicted_pipelined, profile_cost_model, resolve)
 from speedup_lib.replicas import replica_rows, time_replicas  # noqa: E402
 from speedup_lib.report import HEADER, environment, save_pngs, table_rows  # noqa: E402
 from speedup_lib.rows import ALL_HEADER, all_rows, side_by_side  # noqa: E402
@@ -152,9 +153,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not specs:
         raise SedonaError("nothing to measure: give --decoupling or drop --no-defaults")
     preds = {s: predicted(bc, cm, s) for s in specs}
+    boundaries = peer_boundaries(bc, cm, [b[1] for b in preds[specs[0]]["blocks"][:-1]], G)
+    piped = {p.name: predicted_pipelined(bc, cm, profile, boundaries, p.microbatches, p.kind)
+             for p in peers if p.kind != "ddp"}
     if args.predict_only:
         for s, p in preds.items():
             console.print(f"  {s}: predicted speedup on {bc.blocks} devices {p['speedup']:.2f}x (PREDICTED)")
+        base_s = cm.baseline_cost()
+        for name, p in piped.items():
+            console.print(f"  {name}, cut after {', '.join(map(str, boundaries))}: {p.step_s * 1e3:.1f} ms/step, "
+                          f"{base_s / p.step_s:.2f}x (PREDICTED; bubble {max(p.bubble_s) * 1e3:.0f} ms on the "
+                          f"busiest stage)")
         plan = predicted_layouts(bc, cm, G)
         console.print(f"every layout on {G} devices, ranked (PREDICTED from the profile):")
         for lay in plan.ranked[:12]:
@@ -162,6 +171,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                           f"{escape(lay.command)}", highlight=False)
         atomic_write_json(out / "predicted.json", {"config": to_dict(bc), "profile_device": profile["device"],
                                                    "predicted": preds, "environment": environment(),
+                                                   "pipelined": {n: pipelined_record(p) for n, p in piped.items()},
                                                    "layouts": [layout_record(l) for l in plan.ranked]})
         return 0
 
@@ -179,7 +189,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       + (", DISTURBED" if load.disturbed else "") + ")")
         return value
 
-    boundaries = [b[1] for b in preds[specs[0]]["blocks"][:-1]] if specs else []
     for r in range(bc.repeats):  # every row once per repetition, interleaved
         base_runs.append(timed("backprop", "backprop baseline", lambda: time_baseline(bc, cores[0])))
         for s, t in runs:
@@ -196,11 +205,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     else:
         names = {(s, t): labels.get(s, s) for s, t in runs}
     result = summarize(bc, base_runs, pipe_runs, preds, profile, names)
-    result["rows"] = side_by_side(bc, cm, G, result, base_runs, pipe_runs, names, peers, reps, other, loads, preds)
+    result["rows"] = side_by_side(bc, cm, G, result, base_runs, pipe_runs, names, peers, reps, other, loads, preds,
+                                  {n: p.step_s for n, p in piped.items()})
+    result["pipelined"] = {n: pipelined_record(p) for n, p in piped.items()}
     atomic_write_json(out / "results.json", result)
     result_pngs = save_pngs(result, out)
     show(console, result, out, result_pngs)
     return 0
+
+
+def pipelined_record(p) -> dict:
+    """One GPipe / 1F1B prediction as JSON: its step, per-stage busy and bubble seconds, messages, in flight."""
+    return {"schedule": p.schedule, "microbatches": p.microbatches, "step_s": p.step_s, "busy_s": p.busy_s,
+            "bubble_s": p.bubble_s, "message_s": list(p.message_s), "in_flight": p.in_flight,
+            "stages": [dataclasses.asdict(s) for s in p.stages]}
 
 
 # An efficiency above this is a measurement artefact (a pipeline cannot beat its slowest block); the

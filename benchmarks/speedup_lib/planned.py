@@ -116,3 +116,24 @@ def predicted_step(bc: BenchConfig, cm: Any, blocks: list, replicas: int, device
 
     hw = layout_hardware(devices, link_gbps, hosts)
     return layout(cm, network(bc, cm), hw, bc.batch_size, [tuple(b) for b in blocks], replicas, placement).step_s
+
+
+def peer_boundaries(bc: BenchConfig, cm: Any, planned: list[int], devices: int) -> list[int]:
+    """The cut the GPipe / 1F1B rows run: the planned greedy cut when it has G = `devices` stages, else the
+    balanced G-stage cut (planning.pipelined_backprop.balanced_boundaries: no heads, the classifier last)."""
+    from sedona_runtime.planning.pipelined_backprop import balanced_boundaries
+
+    return list(planned) if len(planned) + 1 == devices else list(balanced_boundaries(cm, devices))
+
+
+def predicted_pipelined(bc: BenchConfig, cm: Any, profile: dict, boundaries: list[int], microbatches: int,
+                        schedule: str):
+    """GPipe / 1F1B over the stages cut after `boundaries`, M micro-batches, one core set (or GPU) each, from
+    the one-device profile (PREDICTED; planning.pipelined_backprop): its PipelinedStep."""
+    from sedona_runtime.planning.pipelined_backprop import (message_times, pipelined_step,
+                                                            stage_times_from_profile)
+
+    stages = stage_times_from_profile(profile, boundaries, microbatches)
+    hw = layout_hardware(len(boundaries) + 1)
+    msgs = message_times(network(bc, cm), hw, boundaries, bc.batch_size, microbatches)
+    return pipelined_step(stages, microbatches, schedule, msgs)
