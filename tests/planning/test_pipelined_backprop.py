@@ -5,9 +5,10 @@ import pytest
 
 from sedona_runtime.planning.cost_model import CostModel
 from sedona_runtime.planning.layouts import ACTIVATION_FACTOR, Hardware, ddp_fastest_sentence, layout, rank
-from sedona_runtime.planning.pipelined_backprop import (StageTimes, balanced_boundaries, in_flight,
-                                                        microbatch_counts, pipelined_layout, pipelined_step,
-                                                        schedule_order, stage_times, stage_times_from_profile)
+from sedona_runtime.planning.pipelined_backprop import (PIPELINED_SLOWDOWN, StageTimes, balanced_boundaries,
+                                                        in_flight, microbatch_counts, pipelined_layout,
+                                                        pipelined_step, schedule_order, stage_times,
+                                                        stage_times_from_profile)
 from sedona_runtime.utils.errors import SedonaError
 
 from test_layouts import GBPS, MB, toy
@@ -58,16 +59,19 @@ def test_1f1b_holds_fewer_micro_batches_than_gpipe():
 
 def test_stage_times_split_the_step_cost_per_micro_batch():
     cm, _ = toy()  # layers 0.4 / 0.2 / 0.2 s, classifier 0.2 s at the whole batch
-    s1, s2 = stage_times(cm, [1], 4)
+    s1, s2 = stage_times(cm, [1], 4, slowdown=1.0)
     assert (s1.forward_s, s1.backward_s) == pytest.approx((0.4 / 4 / 3, 0.4 / 4 * 2 / 3))  # forward : backward 1 : 2
     assert s2.forward_s + s2.backward_s == pytest.approx(0.6 / 4)  # the classifier on the last stage
+    d1, _ = stage_times(cm, [1], 4)  # by default the measured in-pipeline slowdown (module docstring)
+    assert d1.forward_s == pytest.approx(s1.forward_s * PIPELINED_SLOWDOWN)
     profile = {"layers": [{"index": i, "fwd_s": 0.1 * i, "bwd_s": 0.3 * i, "opt_s": 0.01} for i in (1, 2, 3)],
                "classifier": {"fwd_s": 0.05, "bwd_s": 0.05, "opt_s": 0.02}}
-    p1, p2 = stage_times_from_profile(profile, [2], 2)
+    p1, p2 = stage_times_from_profile(profile, [2], 2, slowdown=1.0)
     assert (p1.forward_s, p1.backward_s, p1.optimizer_s) == pytest.approx((0.15, 0.45, 0.02))  # opt once a step
     assert (p2.forward_s, p2.backward_s, p2.optimizer_s) == pytest.approx((0.175, 0.475, 0.03))
-    (whole,) = stage_times_from_profile(profile, [], 8, scale=1.0)  # a profile taken at the micro-batch size
-    assert whole.forward_s == pytest.approx(0.65)
+    # a profile taken at the micro-batch size itself; the slowdown is not charged to the optimizer step
+    (whole,) = stage_times_from_profile(profile, [], 8, slowdown=2.0, scale=1.0)
+    assert (whole.forward_s, whole.optimizer_s) == pytest.approx((1.3, 0.05))
 
 
 def test_balanced_cut_minimises_the_slowest_stage():
@@ -86,7 +90,7 @@ def test_planner_layout_memory_link_and_ranking():
     hw = Hardware(devices=2, hosts=2, link_gbps=1.0, latency_s=0.0)
     lay = pipelined_layout(cm, net, hw, 8, [1], 4, "1f1b")
     msg = 1000 * 2 / GBPS  # layer 1's output x 2 samples per micro-batch over 1 Gbit/s, each way
-    want = pipelined_step(stage_times(cm, [1], 4), 4, "1f1b", [msg])
+    want = pipelined_step(stage_times(cm, [1], 4, PIPELINED_SLOWDOWN), 4, "1f1b", [msg])
     assert lay.step_s == pytest.approx(want.step_s) and lay.speedup == pytest.approx(1.0 / want.step_s)
     assert (lay.kind, lay.name, lay.R, lay.cut) == ("1F1B", "1F1B 2 stages, 4 micro-batches", 1, "balanced")
     assert lay.link_s == pytest.approx(4 * msg)  # four activations one way per step (and four gradients back)
