@@ -109,7 +109,8 @@ def test_planner_layout_memory_link_and_ranking():
 def test_counts_and_refusals():
     assert microbatch_counts(2, 32) == [2, 4, 8]
     assert microbatch_counts(3, 64) == [4, 8, 16]   # the smallest divisors from K, 2K, 4K up
-    assert microbatch_counts(16, 32) == [16, 32]
+    assert microbatch_counts(8, 64) == [8, 16]      # micro-batches of at least 4 samples
+    assert microbatch_counts(16, 32) == []
     with pytest.raises(SedonaError, match="1F1B needs at least as many micro-batches"):
         pipelined_step([StageTimes(1.0, 2.0)] * 4, 2, "1f1b")
     with pytest.raises(SedonaError, match="schedule must be one of"):
