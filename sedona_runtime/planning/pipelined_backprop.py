@@ -43,12 +43,9 @@ from sedona_runtime.planning.cost_model import BACKWARD_FACTOR, CostModel
 from sedona_runtime.utils.errors import SedonaError
 
 SCHEDULES = ("gpipe", "1f1b")
-LABELS = {"gpipe": "GPipe", "1f1b": "1F1B"}
-# In-pipeline CPU time of a rank's forwards and backwards over its stage's micro-batch profile (module
-# docstring): the median of 1.05-1.39 measured.
-PIPELINED_SLOWDOWN = 1.2
-# The smallest micro-batch the planner considers: at 4 samples the late layers already cost 1.37-1.45x
-# per sample what they cost at 32 on CPU (more on GPUs), and BatchNorm normalises each micro-batch alone.
+PIPELINED_SLOWDOWN = 1.2  # in-pipeline time over the micro-batch profile: the median measured (docstring)
+# The smallest micro-batch the planner considers (samples): below it linear scaling is too optimistic
+# (docstring), and BatchNorm normalises each micro-batch alone.
 MIN_MICROBATCH = 4
 
 
