@@ -27,6 +27,41 @@ def model_config(bc: BenchConfig) -> ModelConfig:
 
 def profile_cost_model(bc: BenchConfig, cores: list[int]) -> tuple[Any, dict]:
     """Per-layer and per-head step times on one core set (or one GPU), and the cost model in seconds."""
+    profile = _profile(bc, cores, bc.batch_size, HEAD_POOL)
+    return from_profile(profile, arch=bc.arch), profile
+
+
+def profile_microbatches(bc: BenchConfig, cores: list[int], counts: list[int]) -> dict[int, dict]:
+    """The network's profile (no heads) at the micro-batch size B / M of each M in `counts`, on the same core
+    set: GPipe / 1F1B stages' times (a stage's cost is not linear in its batch: planning.pipelined_backprop)."""
+    return {m: _profile(bc, cores, bc.batch_size // m, ()) for m in sorted(set(counts))}
+
+
+def profile_all(bc: BenchConfig, cores: list[int], counts: list[int], out: Path, say: Any):
+    """The main profile and, right after it, those at GPipe / 1F1B's micro-batch sizes (the predictions compare
+    them), with the machine's other load meanwhile (said, and DISTURBED when it was); each written to `out`.
+    Returns (cost model, profile, {M: micro-batch profile}, load)."""
+    from sedona_runtime.utils.io import atomic_write_json
+    from speedup_lib.load import probed
+
+    def both():
+        say("profiling every layer and head on one device ...")
+        main = profile_cost_model(bc, cores)
+        if counts:
+            say(f"profiling at the micro-batch sizes of GPipe / 1F1B "
+                f"({', '.join(str(bc.batch_size // m) for m in counts)} samples) ...")
+        return main, profile_microbatches(bc, cores, counts)
+
+    ((cm, profile), micro), load = probed(both)
+    say(f"    (other load {load.other_cores:.2f} cores"
+        + (": DISTURBED, every prediction below is unreliable)" if load.disturbed else ")"))
+    atomic_write_json(out / "profile.json", profile)
+    for m, p in micro.items():
+        atomic_write_json(out / f"profile_microbatch_{bc.batch_size // m}.json", p)
+    return cm, profile, micro, load
+
+
+def _profile(bc: BenchConfig, cores: list[int], batch: int, heads: tuple) -> dict:
     import psutil
 
     proc = psutil.Process()
@@ -36,12 +71,11 @@ def profile_cost_model(bc: BenchConfig, cores: list[int]) -> tuple[Any, dict]:
         if device == "cpu":
             proc.cpu_affinity(cores)  # the same core budget a block gets in the pipeline
             torch.set_num_threads(len(cores))
-        profile = measure_profile(model_config(bc), (3, bc.image_size, bc.image_size), bc.batch_size, HEAD_POOL,
-                                  device=device, warmup=2, iters=5, seed=bc.seed)
+        return measure_profile(model_config(bc), (3, bc.image_size, bc.image_size), batch, heads,
+                               device=device, warmup=2, iters=5, seed=bc.seed)
     finally:
         proc.cpu_affinity(saved_affinity)
         torch.set_num_threads(saved_threads)
-    return from_profile(profile, arch=bc.arch), profile
 
 
 def _num_layers(bc: BenchConfig) -> int:
@@ -116,3 +150,34 @@ def predicted_step(bc: BenchConfig, cm: Any, blocks: list, replicas: int, device
 
     hw = layout_hardware(devices, link_gbps, hosts)
     return layout(cm, network(bc, cm), hw, bc.batch_size, [tuple(b) for b in blocks], replicas, placement).step_s
+
+
+def peer_boundaries(bc: BenchConfig, cm: Any, planned: list[int], devices: int) -> list[int]:
+    """The cut the GPipe / 1F1B rows run: the planned greedy cut when it has G = `devices` stages, else the
+    balanced G-stage cut (planning.pipelined_backprop.balanced_boundaries: no heads, the classifier last)."""
+    from sedona_runtime.planning.pipelined_backprop import balanced_boundaries
+
+    return list(planned) if len(planned) + 1 == devices else list(balanced_boundaries(cm, devices))
+
+
+def predicted_pipelined(bc: BenchConfig, cm: Any, micro_profile: dict, boundaries: list[int], microbatches: int,
+                        schedule: str):
+    """GPipe / 1F1B over the stages cut after `boundaries`, M micro-batches, one core set (or GPU) each, from
+    the profile taken at the micro-batch size B / M (PREDICTED; planning.pipelined_backprop, with its measured
+    in-pipeline slowdown): its PipelinedStep."""
+    from sedona_runtime.planning.pipelined_backprop import (message_times, pipelined_step,
+                                                            stage_times_from_profile)
+
+    stages = stage_times_from_profile(micro_profile, boundaries, microbatches, scale=1.0)
+    hw = layout_hardware(len(boundaries) + 1)
+    msgs = message_times(network(bc, cm), hw, boundaries, bc.batch_size, microbatches)
+    return pipelined_step(stages, microbatches, schedule, msgs)
+
+
+def pipelined_record(p: Any) -> dict:
+    """One GPipe / 1F1B prediction as JSON: its step, per-stage busy and bubble seconds, messages, in flight."""
+    import dataclasses
+
+    return {"schedule": p.schedule, "microbatches": p.microbatches, "step_s": p.step_s, "busy_s": p.busy_s,
+            "bubble_s": p.bubble_s, "message_s": list(p.message_s), "in_flight": p.in_flight,
+            "stages": [dataclasses.asdict(s) for s in p.stages]}

@@ -8,7 +8,7 @@ from speedup_lib.peers import ALGORITHM
 from speedup_lib.planned import predicted_step
 
 ALL_HEADER = ["run", "ms/step median", "min-max", "speedup", "samples/s", "peak MiB/process", "algorithm",
-              "disturbed (other cores)", "predicted ms"]
+              "disturbed (other cores)", "predicted ms (error)"]
 
 
 def summarize_row(name: str, algorithm: str, samples: list[dict], loads: list[dict], base_step: float | None,
@@ -41,7 +41,8 @@ def all_rows(rows: list[dict]) -> list[list[str]]:
         mem = "-" if not r["peak_memory_bytes"] else f"{r['peak_memory_bytes'] / 2**20:.0f}"
         other = " ".join(f"{l['other_cores']:.2f}" for l in r["loads"])
         mark = "" if r["median_over_undisturbed"] else " (all)"
-        pred = "-" if r.get("predicted_step_s") is None else f"{r['predicted_step_s'] * 1e3:.0f}"
+        p = r.get("predicted_step_s")
+        pred = "-" if p is None else f"{p * 1e3:.0f} ({(p / r['step_s'] - 1) * 100:+.1f}%)"  # error vs the median
         out.append([r["name"], f"{r['step_s'] * 1e3:.1f}{mark}", f"{r['min_s'] * 1e3:.0f}-{r['max_s'] * 1e3:.0f}",
                     spd, f"{r['samples_per_s']:.0f}", mem, r["algorithm"],
                     f"{r['disturbed']}/{r['repetitions']} ({other})", pred])
@@ -49,8 +50,10 @@ def all_rows(rows: list[dict]) -> list[list[str]]:
 
 
 def side_by_side(bc: Any, cm: Any, G: int, result: dict, base_runs: list, pipe_runs: dict, names: dict | None,
-                 peers: list, reps: list, other: dict, loads: dict, preds: dict) -> list[dict]:
-    """Every row with its load flags and the layout model's prediction (None where it has none)."""
+                 peers: list, reps: list, other: dict, loads: dict, preds: dict,
+                 pipelined: dict[str, float] | None = None) -> list[dict]:
+    """Every row with its load flags and its predicted step: the layout model's for backprop, the greedy,
+    DDP and replica rows, `pipelined` (peer name -> seconds, planning.pipelined_backprop) for GPipe / 1F1B."""
     whole = [(1, cm.num_layers, None)]
     base = summarize_row("backprop (1 process)", ALGORITHM["backprop"], base_runs, loads["backprop"], None,
                          bc.batch_size, predicted_step(bc, cm, whole, 1, 1))
@@ -63,7 +66,7 @@ def side_by_side(bc: Any, cm: Any, G: int, result: dict, base_runs: list, pipe_r
                                   runs, loads[f"{s} [{t}]"], base_step, bc.batch_size,
                                   predicted_step(bc, cm, blocks, 1, len(blocks))))
     for peer in peers:
-        pred = predicted_step(bc, cm, whole, G, G) if peer.kind == "ddp" else None
+        pred = predicted_step(bc, cm, whole, G, G) if peer.kind == "ddp" else (pipelined or {}).get(peer.name)
         rows.append(summarize_row(peer.name, ALGORITHM[peer.kind], other[peer.name], loads[peer.name], base_step,
                                   bc.batch_size, pred))
     for row in reps:

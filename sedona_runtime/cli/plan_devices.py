@@ -128,8 +128,7 @@ def _show(console: Console, plan, cm, arch: str, rows: int) -> None:
     for c in (*cols, "fits", "cut", "command"):
         table.add_column(c, justify="left" if c in ("layout", "cut", "command", "fits") else "right", no_wrap=True)
     for i, lay in enumerate(plan.ranked[:rows], start=1):
-        name = f"DDP x {lay.R}" if lay.K == 1 else f"greedy {lay.K} x {lay.R}" + (
-            f" ({lay.placement})" if lay.R > 1 and hw.hosts > 1 else "")
+        name = lay.name + (f" ({lay.placement})" if lay.kind == "greedy" and lay.R > 1 and hw.hosts > 1 else "")
         fits = "-" if lay.fits is None else ("yes" if lay.fits else "NO")
         cut = "-" if lay.K == 1 else f"{lay.cut} {' '.join(map(str, lay.boundaries))}"
         table.add_row(str(i), name, str(lay.devices), f"{lay.step_s * 1e3:.1f}", f"{lay.speedup:.2f}x",
@@ -139,5 +138,9 @@ def _show(console: Console, plan, cm, arch: str, rows: int) -> None:
     if len(plan.ranked) > rows:
         console.print(f"({len(plan.ranked) - rows} more layouts; --rows to show them)", markup=False,
                       highlight=False)
+    if any(lay.schedule for lay in plan.ranked[:rows]):
+        console.print("GPipe / 1F1B: end-to-end backprop pipelined over K devices (torch.distributed.pipelining, "
+                      "the balanced cut, no heads), a peer this runtime does not run; DDP is backprop too, the "
+                      "greedy layouts train their blocks on local losses.", markup=False, highlight=False)
     for s in plan.skipped:
         console.print(f"skipped {s}", markup=False, highlight=False)

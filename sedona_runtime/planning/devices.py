@@ -38,7 +38,11 @@ class DevicePlan:
 
 
 def command(lay: Layout, base: str, given: str | None) -> str:
-    """The command line that runs `lay` (`launch/greedy.py`; a planned cut is written by the plan CLI first)."""
+    """The command line that runs `lay` (`launch/greedy.py`; a planned cut is written by the plan CLI first);
+    a pipelined peer is not run by this runtime: the benchmark that measures it."""
+    if lay.schedule is not None:
+        return (f"peer, not run by this runtime (torch.distributed.pipelining); measured by: benchmarks/speedup.py "
+                f"--blocks {lay.K} --peers {lay.schedule} --microbatches {lay.microbatches}")
     if lay.K == 1:
         return f"launch/greedy.py --blocks 1 --replicas {lay.R} --decoupling backprop"
     reps = f" --replicas {lay.R}" if lay.R > 1 else ""
@@ -52,9 +56,11 @@ def command(lay: Layout, base: str, given: str | None) -> str:
 
 def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, batch_size: int, *,
                  base_name: str, given: Decoupling | None = None, given_name: str | None = None,
-                 max_blocks: int | None = None) -> DevicePlan:
+                 max_blocks: int | None = None, pipelined: bool = True) -> DevicePlan:
     """All layouts with K * R <= hw.devices: K = 1 (DDP), and for K >= 2 the fastest cut planned from
-    `base`'s alpha (make_plan) and `given` at its own K; every placement that differs across hosts."""
+    `base`'s alpha (make_plan) and `given` at its own K; every placement that differs across hosts. With
+    `pipelined`, the peers too: GPipe and 1F1B over K = 2..G stages of the balanced cut (no heads), each at
+    its fastest M of planning.pipelined_backprop.microbatch_counts."""
     G = hw.devices
     top = min(G, cm.num_layers, max_blocks or G)
     candidates: list[tuple[int, list, str]] = []
@@ -80,12 +86,33 @@ def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, ba
                 lay = layout(cm, net, hw, batch_size, blocks, R, placement, cut)
                 lay.command = command(lay, base_name, given_name)
                 layouts.append(lay)
+    if pipelined:
+        layouts += pipelined_layouts(cm, net, hw, batch_size, range(2, top + 1))
     return DevicePlan(hw, batch_size, rank(layouts), skipped)
+
+
+def pipelined_layouts(cm: CostModel, net: Network, hw: Hardware, batch_size: int, stages: range) -> list[Layout]:
+    """GPipe and 1F1B at each K of `stages` on the balanced cut: the fastest M of each (fewest on a tie)."""
+    from sedona_runtime.planning.pipelined_backprop import (SCHEDULES, balanced_boundaries, microbatch_counts,
+                                                            pipelined_layout)
+
+    out = []
+    for K in stages:
+        bounds = balanced_boundaries(cm, K)
+        for schedule in SCHEDULES:
+            options = [pipelined_layout(cm, net, hw, batch_size, bounds, M, schedule)
+                       for M in microbatch_counts(K, batch_size)]
+            if options:
+                best = min(options, key=lambda l: (l.step_s, l.microbatches))
+                best.command = command(best, "", None)
+                out.append(best)
+    return out
 
 
 def layout_record(lay: Layout) -> dict[str, Any]:
     """One ranked layout as JSON."""
-    return {"kind": lay.kind, "K": lay.K, "R": lay.R, "devices": lay.devices, "placement": lay.placement,
+    return {"kind": lay.kind, "schedule": lay.schedule, "microbatches": lay.microbatches,
+            "K": lay.K, "R": lay.R, "devices": lay.devices, "placement": lay.placement,
             "cut": lay.cut, "boundaries": list(lay.boundaries), "heads": list(lay.heads),
             "step_s": lay.step_s, "speedup": lay.speedup, "link_s": lay.link_s, "stage_s": lay.stage_s,
             "peak_bytes": lay.peak_bytes, "fits": lay.fits, "command": lay.command,

@@ -121,6 +121,8 @@ class Layout:
     fits: bool | None
     command: str = ""
     notes: list[str] = field(default_factory=list)
+    schedule: str | None = None   # "gpipe" / "1f1b": pipelined backprop, a peer (planning.pipelined_backprop)
+    microbatches: int = 0         # M of a pipelined layout
 
     @property
     def devices(self) -> int:
@@ -128,7 +130,17 @@ class Layout:
 
     @property
     def kind(self) -> str:
+        """"DDP", "greedy", or the pipelined schedule's name ("GPipe", "1F1B")."""
+        if self.schedule is not None:
+            return {"gpipe": "GPipe", "1f1b": "1F1B"}[self.schedule]
         return "DDP" if self.K == 1 else "greedy"
+
+    @property
+    def name(self) -> str:
+        """How tables name it: "DDP x R", "greedy K x R", "GPipe K stages, M micro-batches"."""
+        if self.schedule is not None:
+            return f"{self.kind} {self.K} stages, {self.microbatches} micro-batches"
+        return f"DDP x {self.R}" if self.K == 1 else f"greedy {self.K} x {self.R}"
 
     @property
     def peak_bytes(self) -> float:
@@ -234,17 +246,20 @@ def placements_for(K: int, R: int, hw: Hardware) -> tuple[str, ...]:
 
 
 def rank(layouts: Sequence[Layout]) -> list[Layout]:
-    """Fastest first; ties go to fewer devices, then fewer blocks (simpler), then rows placement."""
-    return sorted(layouts, key=lambda l: (l.fits is False, l.step_s, l.devices, l.K, l.placement != "rows"))
+    """Fastest first; ties go to fewer devices, then fewer blocks (simpler), then this runtime's layouts
+    before the pipelined peers (GPipe before 1F1B, fewer micro-batches first), then rows placement."""
+    order = {None: 0, "gpipe": 1, "1f1b": 2}
+    return sorted(layouts, key=lambda l: (l.fits is False, l.step_s, l.devices, l.K, order[l.schedule],
+                                          l.microbatches, l.placement != "rows"))
 
 
 def ddp_fastest_sentence(ranked: Sequence[Layout]) -> str | None:
     """The plain sentence when plain DDP is the best layout that fits; None otherwise."""
     fitting = [l for l in ranked if l.fits is not False]
-    if not fitting or fitting[0].K != 1:
+    if not fitting or fitting[0].kind != "DDP":
         return None
     best = fitting[0]
-    greedy = next((l for l in fitting if l.K > 1), None)
+    greedy = next((l for l in fitting if l.kind == "greedy"), None)
     reps = f"{greedy.R} replica{'s' if greedy.R > 1 else ''}" if greedy else ""
     tail = (f"; the best greedy layout ({greedy.K} blocks x {reps}) is predicted "
             f"{greedy.step_s / best.step_s:.2f}x slower") if greedy else ""

@@ -68,7 +68,8 @@ def test_benchmark_runs_and_writes_every_figure(tmp_path: Path) -> None:
     for r in rows:
         assert _positive(r["step_s"]) and _positive(r["samples_per_s"]) and _positive(r["speedup"]) and r["algorithm"]
         assert len(r["loads"]) == 1 and r["loads"][0]["other_cores"] >= 0 and r["peak_memory_bytes"] > 0
-    assert rows[-3]["predicted_step_s"] > 0 and rows[-2]["predicted_step_s"] is None and rows[-1]["predicted_step_s"] > 0
+    assert all(r["predicted_step_s"] > 0 for r in rows)  # every row predicted: 1F1B by the bubble model
+    assert result["pipelined"]["1F1B 2 stages, 4 micro-batches"]["in_flight"] == [2, 1]
     for png in ("timeline.png", "speedup.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -80,6 +81,11 @@ def test_predict_only_writes_predictions(tmp_path: Path) -> None:
     assert {"config", "profile_device", "predicted", "environment", "layouts"} <= set(pred)
     assert {(l["K"], l["R"]) for l in pred["layouts"]} >= {(1, 4), (2, 2), (4, 1)}
     assert all(_positive(p["speedup"]) for p in pred["predicted"].values())
+    # GPipe / 1F1B on G = 4 stages (the balanced cut: the planned one has K = 2) at each micro-batch count
+    assert set(pred["pipelined"]) == {f"{s} 4 stages, {m} micro-batches" for s in ("GPipe", "1F1B") for m in (4, 8)}
+    assert all(_positive(p["step_s"]) and len(p["stages"]) == 4 for p in pred["pipelined"].values())
+    kinds = {l["kind"] for l in pred["layouts"]}
+    assert {"DDP", "greedy", "GPipe", "1F1B"} <= kinds
 
 
 def test_bad_settings_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -53,7 +53,7 @@ def test_rows_carry_speedup_memory_algorithm_and_loads():
                              loads[:1], 1.0, 32)
     assert pipeline["peak_memory_bytes"] == 7
     (cells,) = all_rows([row])
-    assert cells[:6] == ["DDP x 2", "225.0", "200-500", "2.00", "142", "1024"] and cells[-1] == "200"
+    assert cells[:6] == ["DDP x 2", "225.0", "200-500", "2.00", "142", "1024"] and cells[-1] == "200 (-11.1%)"
     assert cells[7] == "1/3 (0.05 1.20 0.10)"
 
 

@@ -25,6 +25,11 @@ def test_ranked_layouts_with_commands(capsys, tmp_path):
     assert steps == sorted(steps) and {(l["K"], l["R"]) for l in rec["layouts"]} >= {(1, 1), (1, 4), (2, 2), (4, 1)}
     assert all(l["K"] * l["R"] <= 4 for l in rec["layouts"])
     assert not any((tmp_path / f).exists() for f in ("planned_k2.json",))  # nothing written but --out
+    # The pipelined peers beside them, at each K, marked as not run by this runtime (their model:
+    # tests/planning/test_pipelined_backprop.py)
+    piped = {(l["kind"], l["K"]) for l in rec["layouts"] if l["schedule"]}
+    assert piped == {(s, K) for s in ("GPipe", "1F1B") for K in (2, 3, 4)}
+    assert "peer, not run by this runtime" in out and "a peer this runtime does not run" in out
 
 
 def test_overlap_hides_the_all_reduce_behind_the_compute(tmp_path):

@@ -124,19 +124,25 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_killed_replica_is_named_and_resume_matches(tmp_path, sharded_reference):
+@pytest.mark.parametrize("kill", [("p2p", 2, True), ("rpc", 3, False)], ids=["p2p", "rpc"])
+def test_a_killed_replica_is_named_and_resume_matches(tmp_path, sharded_reference, kill):
     """SIGKILL one replica mid-run: the run names it and stops (nothing left running) in bounded time, its
-    replica partner leaves its all-reduce; --resume continues from the last commit to the same weights."""
+    replica partner leaves its all-reduce; --resume continues from the last commit to the same weights.
+
+    On p2p block 1's replica 1 (an activation sender) dies and the run is resumed; on rpc block 2's replica 1
+    (an rpc receiver) dies, and the resume, whose code does not depend on the transport, is not run again
+    (it would double this test's time)."""
     import time
 
     import psutil
 
     from pipeline_helpers import committed_step, kill_session, start, wait_gone
 
+    transport, child, resume = kill
     run_dir = tmp_path / "run"
     # Checkpoints every 2 steps (the weights do not depend on it): the first commit comes with 10 steps to go,
     # so the kill lands mid-run (a checkpoint is committed as soon as every block saved it, the last one too).
-    proc = start([*ARGS, "--transport", "p2p", "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
+    proc = start([*ARGS, "--transport", transport, "--out", str(run_dir), "--queue-depth", "1", "--window", "1",
                   "--checkpoint-interval", "2"])
     try:
         deadline = time.monotonic() + 120
@@ -145,18 +151,22 @@ def test_a_killed_replica_is_named_and_resume_matches(tmp_path, sharded_referenc
             time.sleep(0.05)
         children = psutil.Process(proc.pid).children()
         assert len(children) == 4
-        victim = children[2]  # rank 3: block 1 replica 1 (rows: ranks 1 + r*K + (k-1))
+        victim = children[child]  # rows: rank 1 + r*K + (k-1) is block k replica r; child i is rank i + 1
+        block, replica = child % 2 + 1, child // 2
         victim.kill()
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 1 and time.monotonic() - t0 < 20, err[-3000:]
-        assert f"error: block1 replica 1 (pid {victim.pid}) was killed by SIGKILL" in err, err[-3000:]
+        assert f"error: block{block} replica {replica} (pid {victim.pid}) was killed by SIGKILL" in err, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         assert not wait_gone(proc.pid, 10), "processes left behind"
     finally:
         kill_session(proc)
     last = committed_step(run_dir)
     assert last is not None and last % 2 == 0 and last < STEPS
+    assert f"checkpoint of step {last} kept" in err
+    if not resume:
+        return
     out = run_to_end(["--out", str(run_dir), "--resume", "--plain"], timeout=170)  # R = 2 from its config.json
     assert f"resuming at {last}" in out
     ref = torch.load(sharded_reference / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
