@@ -70,11 +70,13 @@ def agreed_settings(pcfg: PipelineConfig) -> dict:
     return {name: getattr(pcfg, name) for name in AGREED}
 
 
-def check_agrees(pcfg: PipelineConfig, coordinator: dict, who: str) -> None:
-    """SedonaError, one line naming the option, where this process (`who`, e.g. "block2") was started with a
-    setting of AGREED other than the coordinator's `coordinator` (agreed_settings of its config)."""
+def check_agrees(pcfg: PipelineConfig, coordinator: dict, who: str = "") -> None:
+    """SedonaError, one line naming the option, where this process (`who`, e.g. "block2"; "" in the block's
+    own report, which names it) was started with a setting of AGREED other than the coordinator's
+    `coordinator` (agreed_settings of its config)."""
     for name in AGREED:
         if name in coordinator and getattr(pcfg, name) != coordinator[name]:
             option = f"--{name.replace('_', '-')}"
-            raise SedonaError(f"{who} was started with {option} {getattr(pcfg, name)!r}, the coordinator (rank 0) "
-                              f"with {coordinator[name]!r}: start every rank with the same {option}")
+            raise SedonaError(f"{who + ' was ' if who else ''}started with {option} {getattr(pcfg, name)!r}, the "
+                              f"coordinator (rank 0) with {coordinator[name]!r}: start every rank with the same "
+                              f"{option}")

@@ -90,7 +90,7 @@ class Stage:
 
         # Started by torchrun, this process read its settings from its own command line: those every process
         # must share are the coordinator's, or the run stops here with the option named.
-        check_agrees(self.pcfg, self.setup["pipeline"], self.label)
+        check_agrees(self.pcfg, self.setup["pipeline"])
         spec = RunSpec.from_json(self.setup["spec"], where="the coordinator's run spec")
         cfg = spec.train
         self._check_shared_directory(cfg.out_dir)
@@ -246,7 +246,8 @@ class Stage:
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
                 log.error("%s failed:\n%s", self.label, traceback.format_exc())
-            return self._fail(("error", self.label, f"{type(exc).__name__}: {short(exc)}"), connected)
+            what = short(exc) if isinstance(exc, SedonaError) else f"{type(exc).__name__}: {short(exc)}"
+            return self._fail(("error", self.label, what), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
         if why is not None and why[0] == "error" and under_torchrun():

@@ -140,7 +140,9 @@ def rule_for(kind: str, key: str) -> Rule | None:
             return r
     best = None
     for r in rules:
-        if r.key.endswith(".*") and key.startswith(r.key[:-1]) and (best is None or len(r.key) > len(best.key)):
+        section = r.key[:-2]
+        if (r.key.endswith(".*") and (key == section or key.startswith(section + "."))
+                and (best is None or len(r.key) > len(best.key))):
             best = r
     return best
 
@@ -175,9 +177,8 @@ def check_resume(kind: str, saved: dict, now: dict, where: str) -> None:
                 refused.append((key, reason))
             continue
         how = rule.instead() if rule is not None else f"resume with the same settings, {OVERWRITE}"
-        option = f" ({rule.option})" if rule is not None and rule.option else ""
-        refused.append((key, f"the config differs from its config.json: {key}{option} was {a.get(key)!r}, "
-                             f"now {b.get(key)!r}: {how}"))
+        refused.append((key, f"the config differs from its config.json: {key} was {a.get(key)!r}, now "
+                             f"{b.get(key)!r}: {how}"))
     if refused:
         more = [k for k, _ in refused[1:4]]
         tail = f" (also differing: {', '.join(more)}{', ...' if len(refused) > 4 else ''})" if more else ""

@@ -64,8 +64,9 @@ class RunSpec:
         return (self.train.model.in_channels, self.train.data.size, self.train.data.size)
 
     def to_json(self) -> dict:
-        """config.json's content (the pipeline adds its own "pipeline" section beside it)."""
-        return {"spec_version": SPEC_VERSION, "train": to_dict(self.train), "decoupling": self.decoupling.to_json(),
+        """config.json's content (the pipeline adds its own "pipeline" section beside it). A spec read from an
+        older config.json keeps its version (and its unknown input): what the resume rules compare it by."""
+        return {"spec_version": self.version, "train": to_dict(self.train), "decoupling": self.decoupling.to_json(),
                 "input": dataclasses.asdict(self.input) if self.input is not None else None,
                 "classes": self.classes, "data_note": self.data_note}
 
