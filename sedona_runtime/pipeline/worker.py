@@ -246,7 +246,8 @@ class Stage:
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
                 log.error("%s failed:\n%s", self.label, traceback.format_exc())
-            what = short(exc) if isinstance(exc, SedonaError) else f"{type(exc).__name__}: {short(exc)}"
+            # A plain SedonaError is a sentence for the user; other errors (NonFiniteLossError, bugs) are named.
+            what = short(exc) if type(exc) is SedonaError else f"{type(exc).__name__}: {short(exc)}"
             return self._fail(("error", self.label, what), connected)
 
     def _fail(self, why: tuple[str, str, str] | None, connected: bool) -> int:
