@@ -26,7 +26,8 @@ class Rule:
     key: str
     option: str | None = None  # the option that sets it, named in the message
     free: bool = False         # may change on resume
-    why: str = ""              # fixed: what to do instead (default: resume with the same OPTION, or start over)
+    why: str = ""              # free: why it may; fixed: what to do instead (default: resume with the same
+                               # OPTION, or start over with --overwrite)
     # A free key's condition on the resumed run's (flattened) settings: a reason to refuse, or None.
     when: Callable[[dict], str | None] | None = None
     since: int = 1             # the spec version that records it: a run written before is not compared on it
