@@ -106,24 +106,11 @@ def take_model_option(args: argparse.Namespace) -> None:
 
 
 def resolve_import_paths(model_cfg: Any = None, data_cfg: Any = None) -> None:
-    """Import the user network and data set function a config names by import path now (a bad path is one
-    clear line before anything runs) and record the sys.path entry other processes need (`import_root`).
+    """utils.imports.resolve_paths: import the user code a config names, record its import root, make its
+    recorded paths absolute (a bad path is one clear line before anything runs)."""
+    from sedona_runtime.utils.imports import resolve_paths
 
-    Relative paths are made absolute once, here, so that what the run records means the same from any
-    directory (a resume, evaluate or export run elsewhere): a FILE.py:CALLABLE's file and the data directory.
-    """
-    import os
-
-    from sedona_runtime.utils.imports import absolute_spec, import_root, is_import_path, load_callable
-
-    for cfg, field, what in ((model_cfg, "arch", "model"), (data_cfg, "dataset", "data set")):
-        spec = getattr(cfg, field, None) if cfg is not None else None
-        if spec is not None and is_import_path(spec):
-            load_callable(spec, cfg.import_root, what=what)
-            cfg.import_root = import_root(spec, what=what) or cfg.import_root
-            setattr(cfg, field, absolute_spec(spec))
-    if getattr(data_cfg, "data_dir", None):
-        data_cfg.data_dir = os.path.abspath(os.path.expanduser(data_cfg.data_dir))
+    resolve_paths(model_cfg, data_cfg)
 
 
 def run_name(text: str) -> str:

@@ -85,15 +85,21 @@ def _default_arch(decoupling: str) -> str:
         return "small"  # dgl:K and friends are built for the model, which defaults to small
 
 
-# Pipeline settings a resumed run keeps from its config.json unless given again (they change how the
-# run is spread over processes, never what it computes). Everything else is fixed by the saved config.
-# --replicas may change on resume while the batch still splits (the checkpoints are one file per block).
-_KEPT_ON_RESUME = ("devices", "threads", "queue_depth", "window", "timeout", "transport", "device_maps", "iface",
-                   "replicas", "replica_placement")
+def _kept_on_resume() -> tuple[str, ...]:
+    """Pipeline settings a resumed run keeps from its config.json unless given again: the ones the resume rules
+    let change (training.resume_rules: how the run is spread over processes, never what it computes;
+    --replicas while the batch splits). Everything else is fixed by the saved config."""
+    from sedona_runtime.training.resume_rules import free_keys
+
+    return tuple(k for k in free_keys("pipeline", "pipeline") if k not in ("resume", "port"))
 
 
-def build_config(args: argparse.Namespace) -> PipelineConfig:
-    """The run's PipelineConfig; a resumed run starts from the settings in its config.json."""
+def build_config(args: argparse.Namespace, *, block: bool = False) -> PipelineConfig:
+    """The run's PipelineConfig; a resumed run starts from the settings in its config.json.
+
+    `block`: for a block process under torchrun, which reads no training option (it builds the coordinator's
+    spec, shipped to it): only the process settings, which it checks against the coordinator's.
+    """
     take_model_option(args)
     saved: dict = {}
     if args.resume:
@@ -112,18 +118,20 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
         missing = [o for o, v in (("--blocks", args.blocks), ("--decoupling", args.decoupling)) if v is None]
         if missing:
             raise SedonaError(f"{' and '.join(missing)} required (or --resume --out DIR to continue a run)")
-        if args.arch is None:
+        if args.arch is None and not block:  # a block reads no decoupling file: the coordinator's spec has it
             args.arch = _default_arch(args.decoupling)
-        if args.out is None:
+        if args.out is None and not block:
             dec = Path(args.decoupling).name.replace(":", "").removesuffix(".json")
             args.out = str(Path("runs") / f"{run_name(args.dataset or 'digits')}_{run_name(args.arch)}_{dec}_pipeline")
+    defaults = PipelineConfig()
+    kept = {k: getattr(args, k) if getattr(args, k, None) is not None else saved.get(k, getattr(defaults, k))
+            for k in _kept_on_resume()}
+    if block:
+        return PipelineConfig(blocks=args.blocks, resume=args.resume, port=args.port, **kept)
     args.device = None  # devices are per block here (--devices); the shared option mapping reads this one
     cfg = train_config(args)
     if args.dtype:
         cfg.dtype = args.dtype
-    defaults = PipelineConfig()
-    kept = {k: getattr(args, k) if getattr(args, k) is not None else saved.get(k, getattr(defaults, k))
-            for k in _KEPT_ON_RESUME}
     return PipelineConfig(train=cfg, blocks=args.blocks, resume=args.resume, port=args.port, **kept)
 
 
@@ -244,8 +252,8 @@ def run(argv: list[str] | None) -> int:
     from sedona_runtime.pipeline.launcher import run_pipeline
 
     args = _parser().parse_args(argv)
-    pcfg = build_config(args)
     rank = int(os.environ.get("RANK", "0"))
+    pcfg = build_config(args, block=rank != 0)
     console = Console(soft_wrap=True)  # long paths stay on one line in logs
     if rank != 0:
         return int(run_pipeline(pcfg))

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from sedona_runtime.cli._common import (DATASET_HELP, MODEL_HELP, OneLineParser, apply_options, dataset_option,
-                                        resolve_import_paths, run_main, run_name, take_model_option,
-                                        threads_warning)
+                                        run_main, run_name, take_model_option, threads_warning)
 from sedona_runtime.cli.display import PlainReporter, RichReporter, print_summary
 from sedona_runtime.training.config import TrainConfig
 from sedona_runtime.training.display import Reporter
-from sedona_runtime.utils.config import from_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.imports import is_import_path
 
@@ -113,8 +110,9 @@ def _default_out(args: argparse.Namespace) -> str:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's config: a resumed run starts from its saved config.json, then the given options apply."""
+    """The run's options: a resumed run starts from its saved config.json, then the given options apply."""
     from sedona_runtime.training.run_dir import RunDir
+    from sedona_runtime.training.spec import read_spec
 
     take_model_option(args)
     if args.steps is not None and args.epochs is not None:
@@ -127,8 +125,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         if args.out is None:
             raise SedonaError("--resume needs --out (the run directory to continue)")
-        saved = RunDir(args.out).read_config().get("train")
-        cfg = from_dict(TrainConfig, saved, where=f"{args.out}/config.json")
+        cfg = read_spec(RunDir(args.out)).train  # the run's resolved options (an older config.json upgraded)
     else:
         cfg = TrainConfig()
     apply_options(cfg, args, _FIELDS)
@@ -136,9 +133,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         cfg.epochs = None
     elif args.epochs is not None:
         cfg.steps = None
-    resolve_import_paths(cfg.model, cfg.data)
-    cfg.out_dir = os.path.abspath(cfg.out_dir)  # recorded: means the same from any directory
-    return cfg
+    return cfg  # every None is filled by the one resolver (training.resolver), paths made absolute there
 
 
 def run(argv: list[str] | None) -> int:

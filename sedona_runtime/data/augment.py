@@ -32,6 +32,10 @@ class Augment:
         n, _, h, w = x.shape
         return self.apply(x, self.draw(n, h, w, gen))
 
+    def spec(self) -> dict:
+        """Its kind and parameters as JSON values (a run's spec records it; `augment_from_spec` rebuilds it)."""
+        raise NotImplementedError
+
 
 def _flip_mask(n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen) < 0.5
@@ -66,6 +70,9 @@ class PadCropFlip(Augment):
         # A flat gather is ~5x faster than the equivalent 4-D advanced indexing on CPU.
         idx = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
         return xp.gather(2, idx).reshape(n, c, h, w)
+
+    def spec(self) -> dict:
+        return {"kind": "pad_crop_flip", "padding": self.padding, "flip": self.flip}
 
     def __repr__(self) -> str:
         return f"PadCropFlip(padding={self.padding}, flip={self.flip})"
@@ -103,6 +110,9 @@ class PadCropRotateFlip(Augment):
 
     def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
         return _sample(draws["theta"], x, "zeros")
+
+    def spec(self) -> dict:
+        return {"kind": "pad_crop_rotate_flip", "padding": self.padding, "degrees": self.degrees}
 
     def __repr__(self) -> str:
         return f"PadCropRotateFlip(padding={self.padding}, degrees={self.degrees})"
@@ -154,6 +164,9 @@ class RandomResizedCropFlip(Augment):
     def apply(self, x: torch.Tensor, draws: Draws) -> torch.Tensor:
         return _sample(draws["theta"], x, "border")
 
+    def spec(self) -> dict:
+        return {"kind": "random_resized_crop_flip", "scale": list(self.scale), "ratio": list(self.ratio)}
+
     def __repr__(self) -> str:
         return f"RandomResizedCropFlip(scale={self.scale}, ratio={self.ratio})"
 
@@ -169,3 +182,22 @@ def make_augment(kind: str, image_size: int) -> Augment:
     if kind == "imagenet":
         return RandomResizedCropFlip()
     raise SedonaError(f"unknown augmentation kind {kind!r} (known: digits, cifar, tiny_imagenet, imagenet)")
+
+
+def augment_from_spec(spec: dict | None) -> Augment | None:
+    """The augmentation `Augment.spec()` describes (None: none); SedonaError for an unknown kind or bad fields.
+
+    JSON keeps every parameter exactly (ints, and floats by their shortest repr), so the rebuilt one applies
+    the same function: the pipeline's block 1 rebuilds the run's augmentation from its spec this way.
+    """
+    if spec is None:
+        return None
+    kinds = {"pad_crop_flip": PadCropFlip, "pad_crop_rotate_flip": PadCropRotateFlip,
+             "random_resized_crop_flip": RandomResizedCropFlip}
+    if not isinstance(spec, dict) or spec.get("kind") not in kinds:
+        raise SedonaError(f"augmentation {spec!r}: unknown kind (known: {', '.join(kinds)})")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "kind"}
+    try:
+        return kinds[spec["kind"]](**params)
+    except TypeError as exc:
+        raise SedonaError(f"augmentation {spec!r}: {exc}") from None

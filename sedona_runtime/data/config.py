@@ -36,7 +36,9 @@ class DataConfig:
     data_dir: str | None = None
     image_size: int | None = None  # None: DEFAULT_IMAGE_SIZE[dataset] (see `size`)
     val_fraction: float = 0.1  # share of the training split held out for validation
-    batch_size: int = 128
+    # The search's batch size. A training run's is TrainConfig.batch_size, its one place: the resolver
+    # (training.resolver) leaves this None in a training run's spec.
+    batch_size: int | None = 128
     augment: bool = True
     workers: int | None = None  # DataLoader worker processes reading batches ahead (None: data.feeder default)
     seed: int = 0
@@ -64,11 +66,11 @@ class DataConfig:
                               "or a data set function by import path, MODULE:CALLABLE)")
         for name in ("image_size", "batch_size", "synthetic_size", "synthetic_classes"):
             value = getattr(self, name)
-            if name == "image_size" and value is None:
+            if name in ("image_size", "batch_size") and value is None:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SedonaError(f"data.{name}: must be a positive integer, got {value!r}")
-        if self.batch_size < MIN_BATCH_SIZE:
+        if self.batch_size is not None and self.batch_size < MIN_BATCH_SIZE:
             raise SedonaError(f"data.batch_size: must be at least {MIN_BATCH_SIZE} (BatchNorm cannot train on a "
                               f"single sample), got {self.batch_size} (--batch-size)")
         # A data set function decides itself whether it reads --data-dir (data.user checks its signature).

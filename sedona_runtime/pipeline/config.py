@@ -55,3 +55,28 @@ class PipelineConfig:
         for ok, message in checks:
             if not ok:
                 raise SedonaError(message)
+
+
+# Settings every process of a run must share: how blocks and replicas are laid out and connected. Under
+# torchrun each rank reads them from its own command line; a block checks its own against the coordinator's,
+# shipped in the setup handshake (the training options a block reads nowhere: it builds the coordinator's
+# spec). Left out, as each machine's own: devices, threads, iface, port (a self-launched run only), resume.
+AGREED = ("blocks", "replicas", "replica_placement", "transport", "queue_depth", "window", "timeout", "device_maps",
+          "heartbeat", "heartbeat_timeout", "timeline")
+
+
+def agreed_settings(pcfg: PipelineConfig) -> dict:
+    """The settings of AGREED as `pcfg` has them (what the coordinator ships to every block)."""
+    return {name: getattr(pcfg, name) for name in AGREED}
+
+
+def check_agrees(pcfg: PipelineConfig, coordinator: dict, who: str = "") -> None:
+    """SedonaError, one line naming the option, where this process (`who`, e.g. "block2"; "" in the block's
+    own report, which names it) was started with a setting of AGREED other than the coordinator's
+    `coordinator` (agreed_settings of its config)."""
+    for name in AGREED:
+        if name in coordinator and getattr(pcfg, name) != coordinator[name]:
+            option = f"--{name.replace('_', '-')}"
+            raise SedonaError(f"{who + ' was ' if who else ''}started with {option} {getattr(pcfg, name)!r}, the "
+                              f"coordinator (rank 0) with {coordinator[name]!r}: start every rank with the same "
+                              f"{option}")

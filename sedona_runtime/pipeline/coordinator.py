@@ -15,7 +15,7 @@ import torch.distributed.rpc as rpc
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.channel import ChannelError
 from sedona_runtime.pipeline.collector import SILENT, Collector
-from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.config import PipelineConfig, agreed_settings
 from sedona_runtime.pipeline.feed_plan import feed_plan, validation_steps
 from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker
 from sedona_runtime.pipeline.placement import sharing_notes
@@ -55,8 +55,9 @@ class PipelineReporter(Reporter):
 
 
 class Coordinator:
-    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (same seed; its
-    model may live on the meta device: the coordinator never uses it).
+    """Drives one pipelined run from rank 0. `parts` come from training.greedy.build_parts (the run's spec, its
+    data; its model may live on the meta device: the coordinator never uses it). Every block builds from
+    `parts.spec`, shipped in the setup handshake.
 
     The coordinator feeds raw batches (as stored, with their augmentation draws) to block 1, which
     preprocesses them on its device. Evaluation flows through the blocks: at each validation point a
@@ -102,9 +103,11 @@ class Coordinator:
         """Join the group, hand every block the run's setup, open the feed to block 1."""
         token = secrets.token_hex(16)
         atomic_write_text(self.run_dir.path / TOKEN, token)
+        # The run's spec (as config.json holds it) is all a block builds from; the process settings every
+        # block must share with this one are checked by each (config.AGREED).
         STATE.broker = broker = SetupBroker(self.processes, {
-            "train": self.cfg, "input_shape": tuple(self.parts.bundle.input_shape),
-            "resume_step": self.start_step or None, "preprocess": self.preprocess,
+            "spec": self.parts.spec.to_json(), "pipeline": agreed_settings(self.pcfg),
+            "resume_step": self.start_step or None,
             "token": {"path": str(Path(self.run_dir.path).resolve() / TOKEN), "value": token}})
         self.inbox = RpcRecvChannel(INBOX, depth=max(16, 4 * self.processes))
         self.collector = Collector(self.inbox, self.K, self.processes)
@@ -257,14 +260,6 @@ class Coordinator:
         if self.child_failure() is not None or self.collector.failed():
             raise PipelineFailed(self._root_cause(ChannelError("a block failed")))
         STOP.check()
-
-    @property
-    def preprocess(self):
-        """What block 1 applies to the raw batches it gets (data.Preprocess: scaling, augmentation, norm)."""
-        from sedona_runtime.data import Preprocess
-
-        train = self.parts.bundle.train
-        return Preprocess(train.mean, train.std, self.parts.bundle.augment)
 
     @property
     def schedule(self) -> Schedule:

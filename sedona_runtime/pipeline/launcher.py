@@ -63,7 +63,9 @@ def check_world(pcfg: PipelineConfig, world: World) -> str:
 
 
 def resolve(pcfg: PipelineConfig) -> PipelineConfig:
-    """Validate the pipeline settings and fill the training defaults (exactly as the single-process trainer)."""
+    """The coordinator's first step: validate the pipeline settings and fill what the training options decide
+    (training.config.resolve_defaults, the resolver's first stage, as the single-process trainer), so that a
+    batch the replicas cannot split is refused before any data is read. The run's spec is resolved after."""
     pcfg.validate()
     pcfg = dataclasses.replace(pcfg, train=resolve_defaults(pcfg.train))
     check_shards(pcfg.train.batch_size, pcfg.replicas)  # the shard rule: R equal shards of every batch
@@ -156,18 +158,21 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
 
     world = world or World.from_env()
     mode = check_world(pcfg, world)
-    pcfg = resolve(pcfg)
+    pcfg.validate()
     layout = layout_of(pcfg)
     explicit = parse_devices(pcfg.devices, layout.processes, "blocks" if layout.replicas == 1 else
                              f"block processes ({layout.blocks} blocks x {layout.replicas} replicas, in rank order)")
     if pcfg.iface:
         rendezvous.check_interface(pcfg.iface)
     if world.rank != 0:
+        # A block reads no training option of its own: it builds the coordinator's spec, shipped in the setup
+        # handshake, and refuses process settings that disagree with the coordinator's (config.AGREED).
         nxt = layout.next_ranks(world.rank) if layout.replicas > 1 else [-1]
         place = place_block(pcfg.devices, explicit, pcfg.threads, world.rank, world.local_rank, world.local_size,
                             nxt[0] if nxt else None)
         return run_stage(pcfg, world.rank, world.size, Meeting(iface=pcfg.iface), place)
 
+    pcfg = resolve(pcfg)
     # Every process reads and writes the run directory by the coordinator's absolute path.
     pcfg = dataclasses.replace(pcfg, train=dataclasses.replace(pcfg.train, out_dir=str(Path(pcfg.train.out_dir).absolute())))
     run = RunDir(pcfg.train.out_dir)
@@ -182,10 +187,8 @@ def run_pipeline(pcfg: PipelineConfig, reporter: PipelineReporter | None = None,
         raise SedonaError(f"--blocks {pcfg.blocks} does not match the decoupling {pcfg.train.decoupling!r}, "
                           f"which has K = {parts.decoupling.K} blocks")
     queue_budget.check(parts, pcfg.queue_depth, pcfg.window, parts.cfg.batch_size)
-    resolved = {"train": to_dict(parts.cfg), "decoupling": parts.decoupling.to_json(),
-                "data_note": getattr(parts.bundle, "note", ""),
-                "classes": getattr(parts.bundle, "class_names", None),
-                "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
+    # config.json: the run's spec (what every block builds) and how it is spread over processes.
+    resolved = {**parts.spec.to_json(), "pipeline": {k: v for k, v in to_dict(pcfg).items() if k != "train"}}
     listener = None
     if mode == "spawn":  # one machine: everything listens on loopback only
         listener = rendezvous.listen_loopback(pcfg.port)
@@ -249,8 +252,14 @@ def _coordinate(pcfg: PipelineConfig, parts, run, record: dict | None, meeting: 
 
 
 def _check_resume(run, resolved: dict) -> None:
-    from sedona_runtime.training.greedy import check_resume_config
+    """The resume rules of a pipeline run (training.resume_rules) between its config.json and this resume."""
+    from sedona_runtime.training.resume_rules import check_resume
+    from sedona_runtime.training.spec import read_spec
 
-    check_resume_config(run.read_config().get("train", {}), resolved["train"], run)
+    config = run.read_config()
+    kept = set(resolved["pipeline"])  # the settings this version records (an older run's others are gone)
+    saved = {**read_spec(run, config).to_json(),
+             "pipeline": {k: v for k, v in (config.get("pipeline") or {}).items() if k in kept}}
+    check_resume("pipeline", saved, resolved, str(run.path))
 
 

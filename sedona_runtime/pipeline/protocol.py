@@ -36,8 +36,9 @@ class SetupBroker:
     """The coordinator's side of the setup handshake.
 
     Every block registers itself (rank, host, device) and gets back, once all K have registered, the
-    run's setup: the resolved TrainConfig, input shape, resume step, every block's placement and the
-    transport's details. The handshake is what lets every process know every other's device (one
+    run's setup: the run's spec as config.json holds it (training.spec.RunSpec.to_json: all a block builds
+    from), the process settings every rank must share (pipeline.config.AGREED), the resume step, every
+    block's placement and the run-directory token. The handshake is what lets every process know every other's device (one
     placement table for both launch modes) before any activation moves.
     """
 

@@ -15,7 +15,7 @@ from sedona_runtime.data.preprocess import RawBatch
 from sedona_runtime.pipeline import checkpoints as ckpt
 from sedona_runtime.pipeline.affinity import pin
 from sedona_runtime.pipeline.channel import Aborted, ChannelError, ChannelTimeout, EndOfStream, PeerError
-from sedona_runtime.pipeline.config import PipelineConfig
+from sedona_runtime.pipeline.config import PipelineConfig, check_agrees
 from sedona_runtime.pipeline.messages import Batch, EvalBatch, Marker, Report
 from sedona_runtime.pipeline.metrics import BlockMeter
 from sedona_runtime.pipeline.placement import Placement
@@ -81,22 +81,30 @@ class Stage:
         self.setup = rpc.rpc_sync(COORDINATOR, rpc_setup, args=(self.rank, info), timeout=start)
 
     def build(self) -> None:
-        """This block, its runner and (on resume) its state, from the coordinator's resolved config."""
+        """This block, its runner and (on resume) its state, from the coordinator's run spec (the setup's)."""
         from sedona_runtime.training.block import BlockRunner, memory_kind
+        from sedona_runtime.training.build import build_network
         from sedona_runtime.training.checkpoint import set_rng_state
         from sedona_runtime.training.run_dir import RunDir
+        from sedona_runtime.training.spec import RunSpec
 
-        cfg = self.setup["train"]
+        # Started by torchrun, this process read its settings from its own command line: those every process
+        # must share are the coordinator's, or the run stops here with the option named.
+        check_agrees(self.pcfg, self.setup["pipeline"])
+        spec = RunSpec.from_json(self.setup["spec"], where="the coordinator's run spec")
+        cfg = spec.train
         self._check_shared_directory(cfg.out_dir)
-        # Every block builds the whole model under the run's seed, like the single-process trainer,
-        # and keeps its own block: identical initial weights with nothing to ship.
-        blocks = build_model_blocks(cfg, self.setup["input_shape"])
+        # Every block builds the whole network of the spec under the run's seed, like the single-process
+        # trainer, and keeps its own block: identical initial weights with nothing to ship. The decoupling is
+        # the spec's, resolved once by the coordinator: no decoupling file or spec string is read here.
+        blocks = build_network(spec).blocks
         self.runner = BlockRunner(blocks[self.index - 1], cfg, self.device)
         if self.layout.replicas > 1:  # gradients averaged over the block's replicas before every step
             group = replica_group(self.store, self.layout, self.index, self.replica, self.pcfg.start_timeout)
             self.runner.grad_sync = GradSync(group, self.runner.block, self.layout.replicas, self.timeout,
                                              f"{block_name(self.index)}'s replicas")
-        self.preprocess = self.setup["preprocess"]  # block 1 turns the coordinator's raw batches into input
+        # Block 1 turns the coordinator's raw batches into input: the spec's statistics and augmentation.
+        self.preprocess = spec.input.preprocess()
         self.memory_kind = memory_kind(self.device)
         self.checkpoints = RunDir(cfg.out_dir).checkpoints
         self.log_every = max(1, cfg.log_interval)
@@ -236,7 +244,9 @@ class Stage:
         except Exception as exc:  # a bug or bad data in this block: name it (bugs with their traceback)
             if not isinstance(exc, SedonaError):
                 log.error("%s failed:\n%s", self.label, traceback.format_exc())
-            return self._fail(("error", self.label, f"{type(exc).__name__}: {short(exc)}", False), connected)
+            # A plain SedonaError is a sentence for the user; other errors (NonFiniteLossError, bugs) are named.
+            what = short(exc) if type(exc) is SedonaError else f"{type(exc).__name__}: {short(exc)}"
+            return self._fail(("error", self.label, what, False), connected)
 
     def _fail(self, why: tuple[str, str, str, bool] | None, connected: bool) -> int:
         """`why`: (kind "error" (this block's) or "upstream", origin, message, whether it is a transport error)."""
@@ -261,17 +271,6 @@ class Stage:
                 time.sleep(0.2)  # let the best-effort error messages leave before the agent stops
             stop_rpc(graceful=False, timeout=3.0)
         return 1
-
-
-def build_model_blocks(cfg, input_shape: tuple[int, int, int]) -> list:
-    """All K blocks under the run's seed: training.build.build_network, as the single-process trainer builds them.
-
-    Blocks do not load the data set: the coordinator already resolved the model's classes, channels
-    and stem from it.
-    """
-    from sedona_runtime.training.build import build_network
-
-    return build_network(cfg, tuple(input_shape)).blocks
 
 
 def run_stage(pcfg: PipelineConfig, rank: int, world_size: int, meeting: Meeting, place: Placement) -> int:

@@ -133,6 +133,8 @@ class SearchConfig:
         """SedonaError naming the first bad field."""
         validate_model_config(self.model)
         self.data.validate()
+        if self.data.batch_size is None:  # DataConfig leaves it None in a training run's spec; a search needs it
+            raise SedonaError("data.batch_size: a search needs a batch size (--batch-size)")
         if not self.data.val_fraction > 0:
             raise SedonaError("data.val_fraction: the search needs a validation split (> 0)")
         if not isinstance(self.head_pool, list) or not self.head_pool:
@@ -236,7 +238,3 @@ def apply_preset(cfg: SearchConfig, name: str) -> None:
                 setattr(getattr(cfg, key), sub, v)
         else:
             setattr(cfg, key, value)
-
-
-# Fields a resumed search may change without changing what it computes.
-RESUME_FREE = ("device", "checkpoint_every", "fast_heads", "recompute")

@@ -1,21 +1,18 @@
-"""Resuming a search: which settings a resume may change. (Stopping at a step boundary on Ctrl-C or
-SIGTERM is utils.interrupt.deferred_stop, shared with the trainers.)"""
+"""Resuming a search: the settings a resume may change are training.resume_rules' (kind "search"), the
+table every kind of run shares. (Stopping at a step boundary on Ctrl-C or SIGTERM is
+utils.interrupt.deferred_stop, shared with the trainers.)"""
 from __future__ import annotations
 
-from sedona_runtime.search.config import RESUME_FREE
-from sedona_runtime.utils.config import flatten
-from sedona_runtime.utils.errors import SedonaError
+from sedona_runtime.training.resume_rules import check_resume
 
 
-def check_resumable(saved: dict, now: dict) -> None:
-    """SedonaError naming the first setting that differs from the stopped search's."""
-    a, b = flatten(saved), flatten(now)
-    a.setdefault("shards", 1)  # searches from before data parallelism had one shard
-    # The model's num_classes/stem/in_channels were resolved from the data when the search began.
-    derived = {"model.num_classes", "model.stem", "model.in_channels"}
-    for key in sorted(set(a) | set(b)):
-        if key in RESUME_FREE or key in derived:
-            continue
-        if a.get(key) != b.get(key):
-            raise SedonaError(f"cannot resume: {key} was {a.get(key)!r}, now {b.get(key)!r} "
-                              "(resume with the same settings, or start over with --overwrite)")
+def check_resumable(saved: dict, now: dict, where: str = "the search") -> None:
+    """SedonaError naming the first setting that differs from the stopped search's (its config.json content
+    `saved`), with the option that sets it and what to do instead."""
+    from sedona_runtime.search.config import SearchConfig
+    from sedona_runtime.utils.config import from_dict, to_dict
+
+    # Read as today's config: a search from before a setting existed has its default (one shard before data
+    # parallelism), as it ran.
+    saved = to_dict(from_dict(SearchConfig, saved, where=f"{where}: config.json"))
+    check_resume("search", saved, now, where)

@@ -72,7 +72,7 @@ class SearchRunner:
         if writes:
             self.run_dir.check(resume=resume, overwrite=overwrite)  # created (and locked) once all else is valid
         if resume and writes:
-            check_resumable(self.run_dir.read_config(), to_dict(cfg))
+            check_resumable(self.run_dir.read_config(), to_dict(cfg), str(self.run_dir.path))
         self.files = MemoryFiles(self.run_dir.checkpoints / "memory")
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)

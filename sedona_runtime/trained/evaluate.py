@@ -46,12 +46,7 @@ def evaluate_run(run: TrainedRun, *, split: str = "test", data_cfg: Any = None, 
 def _check_class_names(run: TrainedRun, names: list[str] | None) -> None:
     """SedonaError when the run recorded its class names and the data names other ones (or another order):
     the same count of other classes would be scored silently against the wrong labels."""
-    import json
-
-    try:
-        recorded = json.loads((run.path / "config.json").read_text()).get("classes")
-    except (OSError, ValueError, AttributeError):
-        return
+    recorded = run.spec.classes
     if not recorded or not names or list(recorded) == list(names):
         return
     lacks, extra = sorted(set(recorded) - set(names)), sorted(set(names) - set(recorded))

@@ -5,24 +5,28 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sedona_runtime.data.classes import CIFAR10_CLASSES, class_names  # noqa: F401  (CIFAR10_CLASSES re-exported)
 from sedona_runtime.trained.load import TrainedRun
 from sedona_runtime.utils.errors import SedonaError
 
-# CIFAR-10's label names in label order (batches.meta of the python version; fixed by the data set).
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
 
 def input_info(run: TrainedRun, data_cfg: Any = None) -> dict:
-    """How raw images become the network's input, read from the run's training data (or `data_cfg`):
-    {"mean", "std"} (per channel, on the [0, 1] scale), "scale" (255.0 for uint8 images, None for float ones,
-    which are used as they are), "input_dtype" ("uint8" or the float images' dtype), "classes" (names in
-    label order, or None where the data set has none).
+    """How raw images become the network's input: {"mean", "std"} (per channel, on the [0, 1] scale), "scale"
+    (255.0 for uint8 images, None for float ones, which are used as they are), "input_dtype" ("uint8" or the
+    float images' dtype), "classes" (names in label order, or None where the data set has none).
 
-    Raises SedonaError, one line, when the data cannot be loaded: a network exported without its
-    normalization would silently compute something else (issue 20, fault 2).
+    Taken from the run's spec (config.json's input section) without reading any data; a run written before the
+    spec recorded it, or a `data_cfg` given (the data moved), is read from its training data. Raises
+    SedonaError, one line, when that data cannot be loaded: a network exported without its normalization
+    would silently compute something else (issue 20, fault 2).
     """
     from sedona_runtime.data import build_data
 
+    spec = run.spec
+    if spec.input is not None and data_cfg is None:
+        inp = spec.input
+        return {"mean": list(inp.mean), "std": list(inp.std), "scale": inp.scale, "input_dtype": inp.dtype,
+                "classes": spec.classes}
     cfg = data_cfg if data_cfg is not None else run.cfg.data
     try:
         bundle = build_data(cfg)
@@ -34,40 +38,6 @@ def input_info(run: TrainedRun, data_cfg: Any = None) -> dict:
     return {"mean": [float(m) for m in bundle.train.mean], "std": [float(s) for s in bundle.train.std],
             "scale": None if x.is_floating_point() else 255.0, "input_dtype": str(x.dtype).replace("torch.", ""),
             "classes": class_names(bundle, cfg)}
-
-
-def class_names(bundle: Any, cfg: Any) -> list[str] | None:
-    """The class names in label order: an ImageFolder's folders, a user Dataset's `classes` (strings), the
-    digits 0-9, CIFAR-10's label names, CIFAR-100's from its `meta` file; None where none are known."""
-    n = int(bundle.num_classes)
-    ds = bundle.train
-    for _ in range(8):  # down the wrappers: SubsetImageDataset.parent, UserImageDataset.dataset, torch Subset
-        names = getattr(ds, "classes", None)
-        if isinstance(names, (list, tuple)) and len(names) == n and all(isinstance(c, str) for c in names):
-            return list(names)
-        ds = getattr(ds, "parent", None) or getattr(ds, "dataset", None)
-        if ds is None:
-            break
-    if cfg.dataset == "digits" and n == 10:
-        return [str(i) for i in range(10)]
-    if cfg.dataset == "cifar10" and n == 10:
-        return list(CIFAR10_CLASSES)
-    if cfg.dataset == "cifar100":
-        return _cifar100_names(cfg.data_dir, n)
-    return None
-
-
-def _cifar100_names(data_dir: str | None, n: int) -> list[str] | None:
-    from sedona_runtime.data import cifar
-
-    try:
-        root = cifar._root_for("cifar100", data_dir or "")
-        with open(root / cifar.LAYOUT["cifar100"][0] / "meta", "rb") as f:
-            meta = cifar._ArraysOnly(f, encoding="latin1").load()  # plain values only: never code
-        names = [str(c) for c in meta["fine_label_names"]]
-    except Exception:  # noqa: BLE001  names are a courtesy: a missing or odd meta file never fails the export
-        return None
-    return names if len(names) == n else None
 
 
 def sidecar(run: TrainedRun, info: dict, fmt: str, heads: list[int]) -> dict:

@@ -15,11 +15,12 @@ WEIGHTS = ("best", "last")
 
 @dataclass
 class TrainedRun:
-    """The run's resolved config and decoupling, its network and blocks holding the chosen weights."""
+    """The run's spec (its resolved config and decoupling), its network and blocks holding the chosen weights."""
 
     path: Path
-    cfg: Any                  # training.config.TrainConfig (resolved, as config.json holds it)
-    decoupling: Any           # decoupling.Decoupling
+    spec: Any                 # training.spec.RunSpec (config.json; a run written before the spec is upgraded)
+    cfg: Any                  # training.config.TrainConfig: spec.train
+    decoupling: Any           # decoupling.Decoupling: spec.decoupling
     model: Any                # models.LayeredNet; its modules are shared with `blocks`
     blocks: list              # training.block.Block, one per block of the decoupling
     input_shape: tuple[int, int, int]
@@ -84,16 +85,15 @@ def _mtime(path: Path) -> float:
 
 
 def load_run(run_dir: str | Path, *, weights: str = "best") -> TrainedRun:
-    """Rebuild the run's network and blocks from its config.json and load the chosen weights (on the CPU,
-    in the run's dtype); the heads are sized for the run's input shape, as in training.
+    """Rebuild the run's network and blocks from its spec (config.json, training.spec.RunSpec; one written before
+    the spec is read too) with training.build.build_network and load the chosen weights (on the CPU, in the
+    run's dtype); the heads are sized for the run's input shape, as in training.
 
     Raises SedonaError when the directory is not a run, a file is unreadable, the user network named by
     import path cannot be imported, or the weights do not fit the network.
     """
-    from sedona_runtime.decoupling import Decoupling
     from sedona_runtime.training.build import build_network
-    from sedona_runtime.training.config import TrainConfig
-    from sedona_runtime.utils.config import from_dict
+    from sedona_runtime.training.spec import RunSpec
 
     path = Path(run_dir)
     if not path.is_dir():
@@ -101,15 +101,14 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> TrainedRun:
     config = _read_json(path / "config.json")
     if not isinstance(config, dict) or "train" not in config or "decoupling" not in config:
         raise SedonaError(f"{path / 'config.json'} is not a training run's config (a search's run cannot be exported)")
-    cfg = from_dict(TrainConfig, config["train"], where=f"{path / 'config.json'}: train")
-    dec = Decoupling.from_json(config["decoupling"], where=f"{path / 'config.json'}: decoupling")
-    input_shape = (cfg.model.in_channels, cfg.data.size, cfg.data.size)
+    spec = RunSpec.from_json(config, where=str(path / "config.json"))
+    cfg, dec, input_shape = spec.train, spec.decoupling, spec.input_shape
     states, step, val_error, used = block_states(path, weights)
     if len(states) != dec.K:
         raise SedonaError(f"{path}: the weights hold {len(states)} blocks, the decoupling has {dec.K}")
     dtype = getattr(torch, cfg.dtype)
     with torch.random.fork_rng(devices=[]):  # rebuilding must not disturb the caller's random state
-        net = build_network(cfg, input_shape, decoupling=dec)
+        net = build_network(spec)
         model, blocks = net.model, net.blocks
     for i, (block, state) in enumerate(zip(blocks, states), start=1):
         block.to(dtype=dtype)
@@ -119,4 +118,4 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> TrainedRun:
             raise SedonaError(f"{path}: the weights of block {i} do not fit the network built from config.json: "
                               f"{str(exc).strip().splitlines()[0]}") from None
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else None
-    return TrainedRun(path, cfg, dec, model, blocks, input_shape, used, step, val_error, summary)
+    return TrainedRun(path, spec, cfg, dec, model, blocks, input_shape, used, step, val_error, summary)

@@ -1,9 +1,9 @@
-"""The one network builder: seed -> model -> decoupling -> heads -> blocks, for every process that builds a run.
+"""The one network builder: seed -> model -> heads -> blocks of a RunSpec, for every process that builds a run.
 
 The single-process trainer, every pipeline block, the coordinator's meta build and `trained.load` (evaluate,
-export) all call `build_network`, so they cannot drift apart (they did: the blocks resolved `sedona:K
---retarget` differently from the trainer). tests/pipeline/test_structure.py checks that no other module
-builds a network from its parts.
+export) all call `build_network` with the run's spec, so they cannot drift apart (they did: the blocks resolved
+`sedona:K --retarget` differently from the trainer). tests/pipeline/test_structure.py checks that no other
+module builds a network from its parts and that the builder and the blocks never resolve a decoupling.
 """
 from __future__ import annotations
 
@@ -25,22 +25,22 @@ class Network:
     blocks: list         # training.block.Block, one per block of the decoupling
 
 
-def build_network(cfg, input_shape: tuple[int, int, int], *, meta: bool = False, decoupling=None) -> Network:
-    """The network of resolved TrainConfig `cfg` for inputs of shape `input_shape` (C, H, W).
+def build_network(spec, *, meta: bool = False) -> Network:
+    """The network of RunSpec `spec` (training.spec): what every process of a run builds.
 
-    Seeds torch's CPU generator with `cfg.seed`, builds the model, checks that the whole network (every
-    layer and the classifier) runs on `input_shape` and outputs (1, num_classes) logits, resolves the
-    decoupling (`training.resolve.resolve_for_model`, with `cfg.retarget`) unless the resolved
-    `decoupling` is given (a run's config.json holds it), then builds the heads in block order and the
-    blocks. The shape check draws nothing from the generator, so every caller builds the same weights.
-    `meta`: modules on the meta device (shapes only, no memory); the decoupling is still resolved from
-    real numbers. Raises SedonaError for a network that does not fit the input or a bad decoupling.
+    Seeds torch's CPU generator with `spec.train.seed`, builds the model, checks that the whole network (every
+    layer and the classifier) runs on `spec.input_shape` and outputs (1, num_classes) logits, then builds the
+    heads in block order and the blocks of `spec.decoupling`, the resolved Decoupling the spec holds: nothing
+    here resolves a decoupling's spec string (`sedona:2`, `--retarget`), so a block on another machine builds
+    exactly what the coordinator resolved. The shape check draws nothing from the generator, so every caller
+    builds the same weights. `meta`: modules on the meta device (shapes only, no memory). Raises SedonaError
+    for a network that does not fit the input or a decoupling that does not fit the model.
     """
     from sedona_runtime.heads import head_width_for
     from sedona_runtime.models import build_model
     from sedona_runtime.training.block import build_blocks, head_spec_fn
-    from sedona_runtime.training.resolve import resolve_for_model
 
+    cfg, dec, input_shape = spec.train, spec.decoupling, tuple(spec.input_shape)
     model_cfg = cfg.model
 
     def modules():
@@ -49,11 +49,12 @@ def build_network(cfg, input_shape: tuple[int, int, int], *, meta: bool = False,
     torch.manual_seed(cfg.seed)
     with modules():
         model = build_model(model_cfg)
-    check_network(cfg, tuple(input_shape), model)
-    dec = decoupling if decoupling is not None else resolve_for_model(cfg.decoupling, model_cfg.arch,
-                                                                      model.num_layers, retarget=cfg.retarget)
+    check_network(cfg, input_shape, model)
+    if dec.num_layers != model.num_layers:
+        raise SedonaError(f"the run's decoupling has {dec.num_layers} layers, but the network {model_cfg.arch!r} "
+                          f"has {model.num_layers}")
     with modules():
-        spec_fn = head_spec_fn(model, tuple(input_shape), model_cfg.num_classes, head_width_for(model_cfg.stem))
+        spec_fn = head_spec_fn(model, input_shape, model_cfg.num_classes, head_width_for(model_cfg.stem))
         blocks = build_blocks(model, dec, spec_fn)
     return Network(model, dec, blocks)
 

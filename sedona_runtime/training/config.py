@@ -12,7 +12,8 @@ from sedona_runtime.utils.errors import SedonaError
 
 @dataclass
 class TrainConfig:
-    """A training run. Fields left `None` are filled by `resolve_defaults` from the data set and method."""
+    """A training run's options. Fields left `None` are filled by the resolver (training.resolver.resolve_run:
+    `resolve_defaults` from the data set, method and architecture, then what the data decides)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -20,8 +21,8 @@ class TrainConfig:
     retarget: bool = False            # allow a shipped decoupling of another arch (decoupling.retarget)
     steps: int | None = None          # iterations; one batch per step
     epochs: int | None = None         # instead of steps: steps = epochs * (training samples // batch size),
-                                      # resolved once the data is loaded (resolve_epochs)
-    batch_size: int | None = None     # training batch size; resolved into data.batch_size
+                                      # resolved once the data is loaded (training.resolver)
+    batch_size: int | None = None     # training batch size: its one place (data.batch_size is None in a run)
     optimizer: str | None = None      # "sgd" | "adam"
     lr: float | None = None           # initial learning rate, cosine-decayed to final_lr over `steps`
     final_lr: float | None = None
@@ -153,7 +154,20 @@ def _smallest_input(model: ModelConfig) -> int:
 
 
 def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
-    """A copy of `cfg` with every `None` field filled from the data set, architecture and method."""
+    """A copy of `cfg` with every `None` field the options decide filled from the data set, architecture and
+    method, its paths absolute and its user code imported (utils.imports.resolve_paths), validated.
+
+    The first stage of the one resolver (training.resolver.resolve_run), which adds what the data decides
+    (steps from epochs, classes, channels, stem) and the network (the decoupling); callers that need a run
+    call that. Alone it serves early refusals before any data is read (the pipeline's shard rule). Idempotent.
+    """
+    import os
+
+    from sedona_runtime.utils.imports import resolve_paths
+
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model), data=dataclasses.replace(cfg.data))
+    resolve_paths(cfg.model, cfg.data)
+    cfg.out_dir = os.path.abspath(os.path.expanduser(cfg.out_dir))  # recorded: means the same from anywhere
     scale = _scale(cfg)
     base = _DATASET_DEFAULTS[scale]
     method = method_of(cfg.decoupling)
@@ -177,15 +191,15 @@ def resolve_defaults(cfg: TrainConfig) -> TrainConfig:
         out.steps = base["steps"]
     if out.batch_size is None:
         out.batch_size = base["batch_size"]
-    out.data.batch_size = out.batch_size  # one source of truth: the data side reads it from DataConfig
+    out.data.batch_size = None  # the batch size lives in one place, TrainConfig.batch_size (DataConfig's is the search's)
     if out.label_smoothing is None:
         out.label_smoothing = 0.0 if method == "predsim" else 0.1
-    _step_defaults(out)
+    step_defaults(out)
     validate(out)
     return out
 
 
-def _step_defaults(cfg: TrainConfig) -> None:
+def step_defaults(cfg: TrainConfig) -> None:
     """Intervals that follow the step count, once it is known."""
     if cfg.steps is None:
         return
@@ -193,20 +207,6 @@ def _step_defaults(cfg: TrainConfig) -> None:
         cfg.eval_interval = max(1, cfg.steps // 10)
     if cfg.checkpoint_interval is None:
         cfg.checkpoint_interval = max(1, cfg.steps // 4)
-
-
-def resolve_epochs(cfg: TrainConfig, train_size: int) -> TrainConfig:
-    """`cfg` with `steps` from `epochs` (epochs * (train_size // batch_size), full batches only, as
-    BatchStream draws them) and the intervals that follow; unchanged when `epochs` is None."""
-    if cfg.epochs is None:
-        return cfg
-    per_epoch = train_size // cfg.batch_size
-    if per_epoch < 1:
-        raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({train_size} samples)")
-    out = dataclasses.replace(cfg, steps=cfg.epochs * per_epoch)
-    _step_defaults(out)
-    validate(out)
-    return out
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -12,16 +12,16 @@ from typing import Any
 
 import torch
 
-from sedona_runtime.training.block import (Block, BlockRunner, NonFiniteLossError, build_blocks, head_spec_fn,
-                                           memory_kind)
+from sedona_runtime.training.block import Block, BlockRunner, NonFiniteLossError, memory_kind
 from sedona_runtime.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from sedona_runtime.training.config import TrainConfig, resolve_defaults
 from sedona_runtime.training.display import Progress, Reporter, RunInfo, network_line
 from sedona_runtime.training.evaluate import EvalResult, eval_record, evaluate
-from sedona_runtime.training.resolve import resolve_device, resolve_for_model
-from sedona_runtime.training.resume_check import check_resume_config
+from sedona_runtime.training.resolve import resolve_device
+from sedona_runtime.training.resume_rules import check_resume
 from sedona_runtime.training.run_dir import RunDir
 from sedona_runtime.training.schedule import CHECKPOINT, TEST, TRAIN, VALIDATE, Schedule
+from sedona_runtime.training.spec import RunSpec, read_spec
 from sedona_runtime.utils.config import to_dict
 from sedona_runtime.utils.errors import SedonaError
 from sedona_runtime.utils.interrupt import Interrupted, StopRequest, deferred_stop
@@ -34,48 +34,42 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunParts:
-    """Everything built from a resolved config: data, model, decoupling, blocks, device."""
+    """Everything a run is built from and builds: its spec, data, model, decoupling, blocks, device."""
 
-    cfg: TrainConfig
+    spec: RunSpec             # the resolved run (config.json)
     bundle: Any               # sedona_runtime.data.DataBundle
     model: torch.nn.Module    # LayeredNet; its modules are shared with `blocks`
-    decoupling: Any           # sedona_runtime.decoupling.Decoupling
     blocks: list[Block]
     device: torch.device
 
+    @property
+    def cfg(self) -> TrainConfig:
+        """The resolved TrainConfig (spec.train)."""
+        return self.spec.train
+
+    @property
+    def decoupling(self):
+        """The resolved Decoupling (spec.decoupling)."""
+        return self.spec.decoupling
+
 
 def build_parts(cfg: TrainConfig, *, meta: bool = False, progress=None) -> RunParts:
-    """Data, then model and heads under `torch.manual_seed(cfg.seed)` (model first, heads in block order).
+    """The run of options `cfg`: its spec by the one resolver (training.resolver.resolve_run: options, data,
+    decoupling, input statistics), then its network by the one builder (training.build.build_network: under
+    `torch.manual_seed(cfg.seed)`, model first, heads in block order).
 
-    `cfg` must be resolved; the returned config has the model's classes/channels/stem taken from the data.
     `meta`: build the model and heads on the meta device (shapes, no weights, no memory): what the
     pipeline's coordinator needs, which never runs the network. `progress(done, total, elapsed_s)`: the data's
-    image check (data.build_data), when it takes a while.
+    image check (data.build_data), when it takes a while. SedonaError for a bad device, option, data or
+    decoupling.
     """
-    from sedona_runtime.data import build_data
-    from sedona_runtime.training.config import resolve_epochs
+    from sedona_runtime.training.build import build_network
+    from sedona_runtime.training.resolver import resolve_run
 
     device = resolve_device(cfg.device)
-    bundle = build_data(cfg.data, progress=progress)
-    if cfg.batch_size > len(bundle.train):
-        raise SedonaError(f"batch size {cfg.batch_size} is larger than the training set ({len(bundle.train)} "
-                          f"samples after the validation split); pass a smaller --batch-size")
-    cfg = resolve_epochs(cfg, len(bundle.train))
-    model_cfg = dataclasses.replace(cfg.model, num_classes=int(bundle.num_classes),
-                                    in_channels=int(bundle.input_shape[0]), stem=bundle.stem)
-    data_cfg = cfg.data
-    if data_cfg.is_user:  # the images are taken as they are: the config records their size
-        data_cfg = dataclasses.replace(data_cfg, image_size=int(bundle.input_shape[1]))
-    cfg = dataclasses.replace(cfg, model=model_cfg, data=data_cfg)
-    return _build_network(cfg, model_cfg, bundle, device, meta)
-
-
-def _build_network(cfg: TrainConfig, model_cfg, bundle, device: torch.device, meta: bool) -> RunParts:
-    """The network of `cfg` for the data's input shape (training.build.build_network, as every block builds it)."""
-    from sedona_runtime.training.build import build_network
-
-    net = build_network(cfg, tuple(bundle.input_shape), meta=meta)
-    return RunParts(cfg, bundle, net.model, net.decoupling, net.blocks, device)
+    run = resolve_run(cfg, progress=progress)
+    net = build_network(run.spec, meta=meta)
+    return RunParts(run.spec, run.bundle, net.model, net.blocks, device)
 
 
 def make_stream(parts: RunParts):
@@ -148,11 +142,9 @@ class GreedyTrainer:
         self.lock = self.run_dir.prepare(resume=resume, overwrite=overwrite)
         self.cfg = parts.cfg
         self.runners = [BlockRunner(b, self.cfg, parts.device) for b in parts.blocks]
-        resolved = {"train": to_dict(self.cfg), "decoupling": parts.decoupling.to_json(),
-                    "data_note": getattr(parts.bundle, "note", ""),
-                    "classes": getattr(parts.bundle, "class_names", None)}
+        resolved = parts.spec.to_json()
         if resume:
-            check_resume_config(self.run_dir.read_config().get("train", {}), resolved["train"], self.run_dir)
+            check_resume("train", read_spec(self.run_dir).to_json(), resolved, str(self.run_dir.path))
             self._load(load_checkpoint(self.run_dir.last_checkpoint, num_blocks=len(self.runners)))
             self.run_dir.truncate_metrics(self.step)
             self.val_logged = max((int(r["step"]) for r in self.run_dir.read_metrics() if "val_top1_error" in r),

@@ -106,6 +106,22 @@ def absolute_spec(spec: str) -> str:
     return f"{os.path.abspath(os.path.expanduser(module))}:{attr}"
 
 
+def resolve_paths(model_cfg: Any = None, data_cfg: Any = None) -> None:
+    """Import the user network and data set function a config names by import path now (a bad path is one
+    clear line before anything runs), record the sys.path entry other processes need (`import_root`), and
+    make a FILE.py:CALLABLE's file and the data directory absolute, in place: what a run records means the
+    same from any directory (a resume, evaluate or export run elsewhere, a block process on another machine).
+    Idempotent."""
+    for cfg, field, what in ((model_cfg, "arch", "model"), (data_cfg, "dataset", "data set")):
+        spec = getattr(cfg, field, None) if cfg is not None else None
+        if spec is not None and is_import_path(spec):
+            load_callable(spec, cfg.import_root, what=what)
+            cfg.import_root = import_root(spec, what=what) or cfg.import_root
+            setattr(cfg, field, absolute_spec(spec))
+    if getattr(data_cfg, "data_dir", None):
+        data_cfg.data_dir = os.path.abspath(os.path.expanduser(data_cfg.data_dir))
+
+
 def _installed_dirs() -> set[str]:
     paths = sysconfig.get_paths()
     return {str(Path(paths[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}

@@ -121,9 +121,12 @@ def test_relative_paths_are_recorded_absolute_and_work_from_another_directory(tm
 
 def test_a_relative_data_dir_is_recorded_absolute(tmp_path, monkeypatch):
     from sedona_runtime.cli.train import _parser, build_config
+    from sedona_runtime.training.config import resolve_defaults
 
     monkeypatch.chdir(tmp_path)
-    cfg = build_config(_parser().parse_args(["--dataset", "cifar10", "--data-dir", "data/cifar", "--out", "r"]))
+    # The resolver (its first stage) makes the recorded paths absolute, for the trainer and the pipeline alike.
+    cfg = resolve_defaults(build_config(_parser().parse_args(["--dataset", "cifar10", "--data-dir", "data/cifar",
+                                                              "--out", "r"])))
     assert cfg.data.data_dir == str(tmp_path / "data" / "cifar") and cfg.out_dir == str(tmp_path / "r")
 
 

@@ -119,8 +119,7 @@ def test_diverging_run_names_block_and_step_and_keeps_checkpoint(tmp_path, capsy
 
 def test_speed_settings_reach_the_config_and_may_change_on_resume(tmp_path):
     from sedona_runtime.cli.train import _parser, build_config
-    from sedona_runtime.training.greedy import check_resume_config
-    from sedona_runtime.training.run_dir import RunDir
+    from sedona_runtime.training.resume_rules import check_resume
     from sedona_runtime.utils.config import to_dict
 
     cfg = build_config(_parser().parse_args([*TINY, "--channels-last", "--compile", "--no-cudnn-benchmark",
@@ -131,4 +130,4 @@ def test_speed_settings_reach_the_config_and_may_change_on_resume(tmp_path):
     saved = to_dict(plain)
     for key in ("channels_last", "compile", "cudnn_benchmark"):
         saved.pop(key)  # a run saved before these settings existed
-    check_resume_config(saved, to_dict(cfg), RunDir(str(tmp_path / "r")))  # no error: speed only
+    check_resume("train", {"train": saved}, {"train": to_dict(cfg)}, str(tmp_path / "r"))  # no error: speed only

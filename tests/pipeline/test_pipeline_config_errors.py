@@ -119,3 +119,40 @@ def test_malformed_data_leaves_no_run_directory(capsys, tmp_path):
     _fails(["--blocks", "3", *BASE, "--dataset", "cifar10", "--data-dir", str(tmp_path / "c10")], capsys, tmp_path,
            "40 images but 37 labels")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_block_refuses_process_settings_that_disagree_with_the_coordinators(tmp_path):
+    """Under torchrun every rank reads its own command line: a block started with another --transport, --window,
+    ... than the coordinator's stops at its setup, one line naming the option (the coordinator reports it)."""
+    import dataclasses
+
+    from sedona_runtime.cli.greedy import _parser, build_config
+    from sedona_runtime.pipeline.config import AGREED, PipelineConfig, agreed_settings, check_agrees
+    from sedona_runtime.pipeline.placement import Placement
+    from sedona_runtime.pipeline.rendezvous import Meeting
+    from sedona_runtime.pipeline.worker import Stage
+    from sedona_runtime.utils.errors import SedonaError
+
+    # A block reads no training option (no decoupling file, no user code: the coordinator's spec has them).
+    argv = ["--blocks", "3", "--decoupling", str(tmp_path / "only_on_the_coordinator.json"), "--model",
+            "not_here.nets:build", "--transport", "p2p", "--window", "3"]
+    block = build_config(_parser().parse_args(argv), block=True)
+    coordinator = PipelineConfig(blocks=3)
+    assert (block.transport, block.window) == ("p2p", 3)
+    with pytest.raises(SedonaError, match=r"^block2 was started with --transport 'p2p', the coordinator \(rank 0\) "
+                                          r"with 'rpc': start every rank with the same --transport$"):
+        check_agrees(block, agreed_settings(coordinator), "block2")
+    for name in AGREED:  # each setting is compared
+        value = getattr(coordinator, name)
+        other = dataclasses.replace(coordinator, **{name: (not value) if isinstance(value, bool) else
+                                                    ("blocks" if name == "replica_placement" else
+                                                     "p2p" if name == "transport" else value + 1)})
+        with pytest.raises(SedonaError, match=f"--{name.replace('_', '-')} "):
+            check_agrees(other, agreed_settings(coordinator), "block2")
+    check_agrees(dataclasses.replace(coordinator, devices="cuda", threads=3, iface="eth0", port=5),
+                 agreed_settings(coordinator), "block2")  # each machine's own
+    # The block checks at its setup, before it builds anything from the spec.
+    stage = Stage(block, 2, 4, Meeting(), Placement(rank=2))
+    stage.setup = {"pipeline": agreed_settings(coordinator), "spec": None, "resume_step": None, "token": None}
+    with pytest.raises(SedonaError, match="^started with --transport 'p2p', the coordinator"):
+        stage.build()

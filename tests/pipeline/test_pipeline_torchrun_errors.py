@@ -23,3 +23,31 @@ def test_a_user_error_is_the_last_thing_torchrun_says(tmp_path):
     assert ours in err, err[-3000:]
     lines = [line.strip() for line in err.splitlines() if line.strip() and not set(line.strip()) <= set("=-")]
     assert lines[-1].endswith(ours), err[-2000:]  # torchrun's root-cause entry quotes our line last
+
+
+def test_a_rank_started_with_other_process_settings_is_named_with_the_option(tmp_path):
+    """Each torchrun rank reads its own command line: block 2 started with another --window than the
+    coordinator's stops at its setup, and the run ends on one line naming the option."""
+    import subprocess
+    import sys
+
+    from pipeline_helpers import ROOT, env
+
+    port = free_port()
+    args = ["--blocks", "2", "--decoupling", "dgl:2", "--arch", "small", "--width", "0.25", "--image-size", "8",
+            "--steps", "2", "--devices", "cpu", "--threads", "1", "--plain", "--timeout", "60",
+            "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "3",
+                             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--max-restarts", "0",
+                             str(ROOT / "tests" / "pipeline" / "rank_argv.py"), "2", "--window 3", *args],
+                            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=100)
+    finally:
+        kill_session(proc)
+    assert proc.returncode != 0
+    line = "started with --window 3, the coordinator (rank 0) with 2: start every rank with the same --window"
+    assert f"error: block2 failed: {line}" in err, err[-3000:]  # the coordinator's
+    lines = [x.strip() for x in err.splitlines() if x.strip() and not set(x.strip()) <= set("=-")]
+    assert lines[-1].endswith(f"error: block2: {line}"), err[-2000:]  # torchrun's root cause: the block's own

@@ -88,3 +88,39 @@ def test_only_the_builder_builds_networks():
     callers = {_module(p) for p in PKG.rglob("*.py") if "build_network" in _calls(p)}
     assert {"sedona_runtime.training.greedy", "sedona_runtime.pipeline.worker",
             "sedona_runtime.trained.load"} <= callers
+
+
+# What turns a decoupling's spec string (`sedona:2`, a file or shipped name, `--retarget`) or the training
+# options into a run: the resolver's business, on the coordinator (and the trainer) only.
+RESOLVING = {"resolve_for_model", "resolve_decoupling", "load_decoupling", "sedona_decoupling", "method_of",
+             "resolve_defaults", "resolve_run", "build_parts", "retarget"}
+# Modules that build from a resolved RunSpec and must never resolve one: the builder, a block process, a
+# trained run (evaluate, export).
+BUILD_FROM_SPEC = ("sedona_runtime.training.build", "sedona_runtime.pipeline.worker", "sedona_runtime.trained.load")
+
+
+def test_blocks_and_the_builder_never_resolve_a_decoupling_spec_string():
+    # A block rebuilds its network from the coordinator's RunSpec (the resolved Decoupling itself), so the
+    # decoupling resolved once is the one every block builds, whatever files exist on the blocks' machines.
+    for module in BUILD_FROM_SPEC:
+        path = PKG.parent / (module.replace(".", "/") + ".py")
+        called = RESOLVING & _calls(path)
+        assert not called, f"{module} resolves ({sorted(called)}): build from the run's spec (training.spec)"
+        imported = {n.rsplit(".", 1)[-1] for n in _all_imports(path)}
+        assert not RESOLVING & imported, f"{module} imports {sorted(RESOLVING & imported)}"
+    # The process a block runs in: no resolution between its entry (the CLI's block path, run_pipeline's
+    # branch for rank != 0) and the network: run_stage only, with the spec of the setup handshake.
+    launcher = (PKG / "pipeline" / "launcher.py").read_text()
+    branch = launcher[launcher.index("    if world.rank != 0:"):launcher.index("    pcfg = resolve(pcfg)")]
+    assert "run_stage(" in branch and not any(name + "(" in branch for name in RESOLVING | {"resolve"}), branch
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Every `from X import a` (as X.a) and `import X` in `path`, lazy ones inside functions too."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names

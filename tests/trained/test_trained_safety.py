@@ -57,16 +57,32 @@ def test_export_of_an_unfinished_run_says_which_steps_weights_it_wrote(user_run,
     assert (meta["finished"], meta["step"], meta["weights"]) == (False, step, "best")
 
 
-def test_export_refuses_when_the_normalization_cannot_be_read(user_run, tmp_path, capsys):
+def test_export_carries_the_recorded_normalization_and_refuses_an_old_run_whose_data_is_gone(user_run, tmp_path,
+                                                                                             capsys):
+    """The run's spec records its input normalization: a run whose data is gone still exports it. A run written
+    before the spec (config.json version 1: no input section) reads it from its data and is refused, one
+    line, when that cannot be loaded: never a network without its normalization (fault 2)."""
+    from sedona_runtime.trained.export_info import input_info
+    from sedona_runtime.trained.load import load_run
+
+    trained = load_run(user_run)
+    assert input_info(trained) == input_info(trained, trained.cfg.data)  # the recorded one is the data's
     run = tmp_path / "moved"
     shutil.copytree(user_run, run)
     config = json.loads((run / "config.json").read_text())
     config["train"]["data"]["dataset"] = "byo_user_pkg.data:gone"  # data that cannot be loaded any more
     (run / "config.json").write_text(json.dumps(config))
-    assert export_main([str(run), "--out", str(tmp_path / "m.pt2")]) == 2
+    assert export_main([str(run), "--out", str(tmp_path / "m.pt"), "--format", "state_dict"]) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert (meta["mean"], meta["std"], meta["scale"]) == (config["input"]["mean"], config["input"]["std"], 255.0)
+    capsys.readouterr()
+    for key in ("spec_version", "input"):  # as written before the spec
+        del config[key]
+    (run / "config.json").write_text(json.dumps(config))
+    assert export_main([str(run), "--out", str(tmp_path / "old.pt2")]) == 2
     err = _one_line(capsys)
     assert "input normalization is read from the training data" in err and "--data-dir" in err, err
-    assert not (tmp_path / "m.pt2").exists() and not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "old.pt2").exists() and not (tmp_path / "old.json").exists()
 
 
 class DataDependent(nn.Module):

@@ -22,7 +22,8 @@ def test_cifar_defaults_follow_appendix_e2():
     cfg = resolve_defaults(TrainConfig(data=from_dict(TrainConfig, {"data": {"dataset": "cifar10",
                                                                               "data_dir": "x"}}).data))
     assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.final_lr, cfg.momentum) == (64_000, 128, 0.1, 0.001, 0.9)
-    assert cfg.data.batch_size == 128 and cfg.label_smoothing == 0.1 and cfg.optimizer == "sgd"
+    # The batch size lives in one place, TrainConfig.batch_size (DataConfig's is the search's).
+    assert cfg.data.batch_size is None and cfg.label_smoothing == 0.1 and cfg.optimizer == "sgd"
     assert cfg.weight_decay == 1e-4
     r152 = resolve_defaults(from_dict(TrainConfig, {"model": {"arch": "resnet152"},
                                                     "data": {"dataset": "cifar10", "data_dir": "x"}}))
@@ -75,7 +76,7 @@ def test_imagenet_row_at_imagenet_size():
 
 def test_explicit_values_win_over_defaults():
     cfg = resolve_defaults(TrainConfig(steps=7, batch_size=5, lr=0.3, weight_decay=0.0, label_smoothing=0.0))
-    assert (cfg.steps, cfg.batch_size, cfg.data.batch_size, cfg.lr, cfg.weight_decay) == (7, 5, 5, 0.3, 0.0)
+    assert (cfg.steps, cfg.batch_size, cfg.data.batch_size, cfg.lr, cfg.weight_decay) == (7, 5, None, 0.3, 0.0)
     assert cfg.eval_interval >= 1 and cfg.checkpoint_interval >= 1
 
 
