@@ -4,7 +4,6 @@ and markers, recorded by a stub channel), fresh and resumed, stopped or not, wit
 divide the steps. In-process: no block process is started."""
 from __future__ import annotations
 
-import dataclasses
 import signal
 
 import pytest
@@ -122,6 +121,7 @@ def test_trainer_and_coordinator_walk_the_same_events(tmp_path, steps, evals, ck
     trainer = _Recording(cfg)
     trainer.run(resume=bool(start), stop_at=stop_after)
     want = trainer.walk
-    parts = dataclasses.replace(trainer.parts, cfg=trainer.cfg)
+    parts = trainer.parts
+    assert parts.cfg == trainer.cfg
     assert _coordinator_walk(parts, start, stop_after) == want
     assert want[-1] == (("test", steps) if stop_after is None else ("checkpoint", stop_after))
