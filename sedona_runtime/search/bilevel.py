@@ -141,8 +141,7 @@ def weight_step(
         group["lr"] = lr
     a_mix, b_mix = mixing_weights(alpha.detach(), beta.detach())
     opt.zero_grad(set_to_none=True)
-    total, _ = sharding.relaxed_loss(net, batch, a_mix, b_mix, buffers=True)
-    total.backward()
+    total = sharding.relaxed_backward(net, batch, a_mix, b_mix)  # shard by shard: one shard's graph alive
     sharding.sum_param_grads(net)
     opt.step()
     return sharding.values(float(total.detach()))[0]
