@@ -209,7 +209,7 @@ def worker(spec: dict) -> dict:
         "predicted_peak_mib": predicted, "predicted_step_mib": predicted_step,
         "wall_s": wall, "cpu_s": cpu, "fast_api": new_api,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_before_mib": rss_before,
+        "rss_before_mib": rss_before, "rss_at_start_mib": rss_now,
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
 
@@ -333,6 +333,7 @@ def summarize(samples: list[dict]) -> dict:
     return {"sec_per_step": statistics.median(wall), "cpu_sec_per_step": statistics.median(cpu),
             "samples_s": [round(t, 3) for t in wall], "peak_rss_mib": max(s["peak_rss_mib"] for s in samples),
             "rss_before_mib": max(s["rss_before_mib"] for s in samples),
+            "rss_at_start_mib": max(s.get("rss_at_start_mib") or 0 for s in samples),
             "cuda_peak_mib": max(cuda) if cuda else None,
             "predicted_peak_mib": max(predicted) if predicted else None}
 
