@@ -6,6 +6,8 @@ another git revision of this project, measured interleaved in one run.
                                                              # VGG-19 0.25x, 32x32, batch 128, T = 5 vs main
     python benchmarks/search_cost.py --setting vgg19 --device cuda --steps 3 --rounds 1 --phases outer
     python benchmarks/search_cost.py --devices 2             # the data-parallel search: 2 ranks, a shard each
+    python benchmarks/search_cost.py --setting vgg19 --arch resnet101 --shards 4 --only-recompute --phases outer \
+        --steps 1 --rounds 1 --warmup 0                      # 4 shards in one process, recomputed one at a time
 
 Every measurement runs in a fresh worker process (this file with --worker), so each revision imports its own
 `sedona_runtime` (PYTHONPATH: this tree, or `git archive REV` unpacked in a temporary directory) and its peak
@@ -73,6 +75,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--devices", type=int, default=1,
                    help="R ranks of the data-parallel search per measurement (gloo on CPU, NCCL on cuda:0..R-1; "
                         "each rank a shard of every batch); seconds are rank 0's, peak memory the largest rank's")
+    p.add_argument("--shards", type=int, default=1,
+                   help="cut every batch into N shards in each worker process (the search's --shards: batch norm per "
+                        "shard; with recomputation one shard's graph at a time)")
     p.add_argument("--json", help="also write the result object to this file")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement, JSON spec
     args = p.parse_args(argv)
@@ -100,6 +105,10 @@ def worker(spec: dict) -> dict:
     device = torch.device(spec["device"])
     ranks = spec.get("ranks", 1)
     extra: dict = {}
+    if spec.get("shards", 1) > 1:  # this tree only: every shard in this process (search/sharding.py)
+        from sedona_runtime.search.sharding import Sharding
+
+        extra = {"sharding": Sharding(spec["shards"])}
     if ranks > 1:  # this tree only: one shard of every batch per rank (search/distributed.py)
         from sedona_runtime.pipeline import rendezvous
         from sedona_runtime.search import distributed
@@ -167,13 +176,17 @@ def worker(spec: dict) -> dict:
     predicted_step = None
     if spec["phase"] == "outer" and spec.get("predict"):
         try:
+            from sedona_runtime.search import memory_model
             from sedona_runtime.search.memory_model import CPU_OVERHEAD, step_bytes
         except ImportError:  # a revision without the prediction
             pass
         else:
+            if spec.get("probe_batches"):
+                memory_model.PROBE_BATCHES = tuple(spec["probe_batches"])
             shape = (3, c["image_size"], c["image_size"])
             scale = CPU_OVERHEAD if device.type == "cpu" else 1.0
-            predicted_step = scale * step_bytes(net, shape, c["batch_size"], c["val_batch_size"], c["inner_steps"],
+            rows, val_rows = held_rows(c, spec.get("shards", 1) * ranks, bool(spec.get("recompute")), ranks > 1)
+            predicted_step = scale * step_bytes(net, shape, rows, val_rows, c["inner_steps"],
                                                 recompute=bool(spec.get("recompute")), fast=spec["fast"]) / 2**20
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_now = _rss_now_mib()
@@ -196,9 +209,17 @@ def worker(spec: dict) -> dict:
         "predicted_peak_mib": predicted, "predicted_step_mib": predicted_step,
         "wall_s": wall, "cpu_s": cpu, "fast_api": new_api,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_before_mib": rss_before,
+        "rss_before_mib": rss_before, "rss_at_start_mib": rss_now,
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
+
+
+def held_rows(c: dict, shards: int, recompute: bool, processes: bool) -> tuple[int, int]:
+    """(batch rows, validation rows) whose graphs a process holds at once: one shard's when recomputing (or
+    under R processes), the whole batch's with the stored graph in one process (memory_model.plan_search_memory)."""
+    one = recompute or processes
+    rows = lambda n: -(-n // shards) if one else n  # noqa: E731
+    return rows(c["batch_size"]), rows(c["val_batch_size"])
 
 
 def _rss_now_mib() -> float:
@@ -228,7 +249,8 @@ def predict_worker(spec: dict) -> dict:
     out = {}
     for recompute in (False, True):
         t0 = time.perf_counter()
-        step = step_bytes(net, shape, c["batch_size"], c["val_batch_size"], c["inner_steps"], recompute=recompute)
+        rows, val_rows = held_rows(c, spec.get("shards", 1), recompute, False)
+        step = step_bytes(net, shape, rows, val_rows, c["inner_steps"], recompute=recompute)
         base = torch.cuda.memory_allocated(device) if device.type == "cuda" else psutil_rss()
         scale = CPU_OVERHEAD if device.type == "cpu" else 1.0
         out["recomputed" if recompute else "stored"] = {
@@ -311,6 +333,7 @@ def summarize(samples: list[dict]) -> dict:
     return {"sec_per_step": statistics.median(wall), "cpu_sec_per_step": statistics.median(cpu),
             "samples_s": [round(t, 3) for t in wall], "peak_rss_mib": max(s["peak_rss_mib"] for s in samples),
             "rss_before_mib": max(s["rss_before_mib"] for s in samples),
+            "rss_at_start_mib": max(s.get("rss_at_start_mib") or 0 for s in samples),
             "cuda_peak_mib": max(cuda) if cuda else None,
             "predicted_peak_mib": max(predicted) if predicted else None}
 
@@ -324,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     phases = [p for p in args.phases.split(",") if p]
     if not phases or set(phases) - {"pretrain", "outer"}:
         sys.exit("error: --phases takes pretrain and/or outer")
+    if args.shards > 1 and (args.devices > 1 or args.compare):
+        sys.exit("error: --shards runs every shard in one process of this tree: not with --devices or --compare")
     if args.device == "cuda":
         import torch
 
@@ -332,16 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.predict_only:
         c = args.config
         spec = {"config": c, "device": args.device, "threads": args.threads, "phase": "predict",
-                "probe_batches": args.probe_batches}
+                "probe_batches": args.probe_batches, "shards": args.shards}
         res = run_worker(ROOT, spec, timeout=7200)
         print(f"{c['arch']} x{c['width']} at {c['image_size']}x{c['image_size']}, batch {c['batch_size']}, "
-              f"T = {c['inner_steps']}, val batch {c['val_batch_size']}, heads at {c['head_width']}; {args.device}: "
-              "predicted peak of the outer step", file=sys.stderr)
+              f"T = {c['inner_steps']}, val batch {c['val_batch_size']}, heads at {c['head_width']}; {args.device}, "
+              f"{args.shards} shard(s): predicted peak of the outer step", file=sys.stderr)
         for way, r in res.items():
             print(f"  {way:10s} {r['peak_mib']:9.0f} MiB  (step {r['step_mib']:.0f} + process {r['resident_mib']:.0f}; "
                   f"predicted in {r['predict_s']} s)", file=sys.stderr)
         result = {"setting": args.setting, "config": c, "device": args.device, "predicted": res,
-                  "probe_batches": args.probe_batches}
+                  "probe_batches": args.probe_batches, "shards": args.shards}
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -360,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             trees[rev] = (export_revision(rev, tmp), True, False)
         c = args.config
         common = {"config": c, "device": args.device, "threads": args.threads, "warmup": args.warmup,
-                  "ranks": args.devices,
+                  "ranks": args.devices, "shards": args.shards, "probe_batches": args.probe_batches,
                   "steps": c["steps"], "pretrain_steps": c["pretrain_steps"]}
         samples: dict[str, dict[str, list]] = {label: {p: [] for p in phases} for label in trees}
         started = time.perf_counter()
@@ -375,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {r + 1}/{args.rounds} {phase:8s} {label}: "
                           + ", ".join(f"{t:.2f}" for t in last) + " s/step", file=sys.stderr, flush=True)
         result = {"setting": args.setting, "config": c, "device": args.device, "threads": args.threads,
-                  "devices": args.devices,
+                  "devices": args.devices, "shards": args.shards,
                   "rounds": args.rounds, "warmup": args.warmup, "wall_s": round(time.perf_counter() - started, 1),
                   "revisions": {label: {p: summarize(s) for p, s in by.items()} for label, by in samples.items()}}
         base = result["revisions"][next(iter(trees))]

@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="train the heads with PyTorch's own layers (same functions and hypergradient, slower)")
     p.add_argument("--recompute", action=argparse.BooleanOptionalAction, default=None,
                    help="hypergradient by recomputing each inner step instead of storing the unrolled graph (the same "
-                        "result, about 1/T of its memory, more time); default: only where the stored one would not fit")
+                        "result, about 1/T of its memory, more time; with --shards N one shard at a time, about 1/N "
+                        "again); default: only where the stored one would not fit")
     p.add_argument("--no-weight-sampling", dest="weight_sampling", action="store_false", default=None,
                    help="ablation: always continue from the newest weights")
     p.add_argument("--no-pretrain", dest="pretrain", action="store_false", default=None,
@@ -81,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                         "here; under torchrun one device per local process): every batch cut into one shard per "
                         "device, batch norm per shard, gradients averaged")
     p.add_argument("--shards", type=int,
-                   help="cut every batch into N shards in this one process (batch norm per shard, gradients "
-                        "averaged): the same search as N processes (default 1)")
+                   help="cut every batch into N shards in this one process: batch norm on each shard's own "
+                        "statistics (as on N devices: a different search from the unsharded one), gradients averaged; "
+                        "the same search as N processes; with --recompute one shard's graph at a time (default 1)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch intra-op threads on CPU (default 0: PyTorch's choice, one per core)")
     p.add_argument("--seed", type=int, help="model init, data split, batch order and weight sampling (default 0)")

@@ -112,8 +112,9 @@ def hypergradient(
     under R processes each summed over the ranks (the whole batch's, identical on every rank).
 
     `recompute`: keep only each inner step's weights and recompute its graph in the backward sweep
-    (search/recompute.py; the same result, about one step's graph at a time instead of T). Both paths take
-    the same `sharding` (shards, inner gradients summed over ranks by the same hook)."""
+    (search/recompute.py; the same result, one step's graph at a time instead of T, and of that step one
+    shard's at a time where this process holds several). Both paths take the same `sharding` (shards, inner
+    gradients summed over ranks)."""
     if recompute:
         loss, err, g_alpha, g_beta = recomputed_sweep(net, alpha, beta, batches, val_batch, lr, inner, momentum,
                                                       sharding=sharding)
@@ -141,8 +142,7 @@ def weight_step(
         group["lr"] = lr
     a_mix, b_mix = mixing_weights(alpha.detach(), beta.detach())
     opt.zero_grad(set_to_none=True)
-    total, _ = sharding.relaxed_loss(net, batch, a_mix, b_mix, buffers=True)
-    total.backward()
+    total = sharding.relaxed_backward(net, batch, a_mix, b_mix)  # shard by shard: one shard's graph alive
     sharding.sum_param_grads(net)
     opt.step()
     return sharding.values(float(total.detach()))[0]

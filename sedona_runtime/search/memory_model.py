@@ -31,10 +31,11 @@ from sedona_runtime.utils.errors import SedonaError
 
 GIB = 2**30
 # RSS / traced live bytes of the outer step on CPU (glibc keeps freed blocks). Measured with
-# benchmarks/search_cost.py (benchmarks/README.md): the stored step's RSS growth over its trace was 1.07x
-# for VGG-19 0.25x at batch 16 (1.5 GB) and 1.57x for the small net (0.3 GB, where fixed slack dominates);
-# the recomputed steps stayed below their traces.
-CPU_OVERHEAD = 1.1
+# benchmarks/search_cost.py (benchmarks/README.md, "Search cost"): the step's RSS growth over its trace was
+# 1.07x for VGG-19 0.25x at batch 16 (stored, 1.5 GB) and 1.20-1.24x on ResNet-101/152 (stored and recomputed,
+# 4-8 GB; five runs); 1.57x for the small net (0.3 GB, where fixed slack dominates). 1.25: the largest at
+# real sizes, rounded up (a refusal that errs high costs a setting; one that errs low, a search killed later).
+CPU_OVERHEAD = 1.25
 
 
 class LiveBytes(TorchDispatchMode):
@@ -81,9 +82,10 @@ def _bytes(tensors: Any) -> int:
 
 
 def traced_step_bytes(net: RelaxedNet, input_shape: tuple[int, ...], batch_size: int, val_batch_size: int,
-                      inner_steps: int, *, recompute: bool, fast: bool = True) -> int:
+                      inner_steps: int, *, recompute: bool, fast: bool = True, shards: int = 1) -> int:
     """Peak bytes alive during one outer step's hypergradient (T = `inner_steps` steps at `batch_size` images
-    of `input_shape` (C, H, W), the validation loss on `val_batch_size`), run for real on a copy of `net`.
+    of `input_shape` (C, H, W), the validation loss on `val_batch_size`), run for real on a copy of `net`
+    (`shards`: every batch cut into that many shards in this process, search/sharding.py).
 
     Counts what the step creates (unrolled weights, activations, graphs, gradients), not the network's own
     weights or the entry's momentum. On CUDA the allocator's peak; elsewhere `LiveBytes`.
@@ -91,7 +93,9 @@ def traced_step_bytes(net: RelaxedNet, input_shape: tuple[int, ...], batch_size:
     from sedona_runtime.search.bilevel import InnerSettings, unrolled_val_loss
     from sedona_runtime.search.recompute import recomputed_sweep
     from sedona_runtime.search.second_order import fast_path
+    from sedona_runtime.search.sharding import Sharding
 
+    sharding = Sharding(shards)
     work = copy.deepcopy(net)  # its batch-norm buffers move; the caller's do not
     p0 = next(work.parameters())
     dev, dtype = p0.device, p0.dtype
@@ -116,9 +120,9 @@ def traced_step_bytes(net: RelaxedNet, input_shape: tuple[int, ...], batch_size:
         tracker = LiveBytes()
     with fast_path(work, fast), (tracker if tracker is not None else _nothing()):
         if recompute:
-            result = recomputed_sweep(work, alpha, beta, batches, val, 0.01, inner, momentum)
+            result = recomputed_sweep(work, alpha, beta, batches, val, 0.01, inner, momentum, sharding)
         else:
-            loss, _ = unrolled_val_loss(work, alpha, beta, batches, val, 0.01, inner, momentum)
+            loss, _ = unrolled_val_loss(work, alpha, beta, batches, val, 0.01, inner, momentum, sharding)
             result = torch.autograd.grad(loss, [alpha, beta], allow_unused=True)
         del result
     if tracker is not None:
@@ -262,20 +266,24 @@ class MemoryPlan:
     bound: PeakEstimate | None = None  # the upper bound that sufficed, if one did
 
 
-def plan_memory(requested: bool | None, capacity: int, predict: Any, bound: Any = None) -> MemoryPlan:
+def plan_memory(requested: bool | None, capacity: int, predict: Any, bound: Any = None, more_shards: Any = None,
+                recomputed_how: str = "") -> MemoryPlan:
     """Decide `recompute` for a search on a device of `capacity` bytes; `predict(recompute)` -> PeakEstimate;
     `bound(recompute)` -> a PeakEstimate above that way's (cheaper; where the bound of the way `requested`,
-    or of the stored graph, fits, nothing else is predicted).
+    or of the stored graph, fits, nothing else is predicted); `more_shards()` -> (a phrase naming the setting,
+    e.g. "--shards 4 --recompute", its PeakEstimate) for the fewest shards whose recomputed step fits, or None;
+    `recomputed_how`: words on how the recomputed step runs, for the start line.
 
     `requested` None (the default): the stored graph if its predicted peak fits, else recomputation, saying
-    so. True/False: as asked. SedonaError, in one line naming the setting to change (--recompute,
+    so. True/False: as asked. SedonaError, in one line naming the setting to change (--recompute, --shards,
     --batch-size, --devices), where the chosen way's predicted peak exceeds `capacity`.
     """
     cap = f"{capacity / GIB:.1f} GiB"
+    how = f", {recomputed_how}" if recomputed_how else ""
     if bound is not None:
         most = bound(bool(requested))
         if most.total <= capacity:
-            way = "--recompute" if requested else "stored graph"
+            way = f"--recompute{how}" if requested else "stored graph"
             return MemoryPlan(bool(requested), None, None, capacity,
                               f"memory: predicted peak at most {most.total / GIB:.1f} GiB of {cap} ({way})", most)
     stored = predict(False) if requested is not True else None
@@ -287,24 +295,51 @@ def plan_memory(requested: bool | None, capacity: int, predict: Any, bound: Any 
                           f"more than the device's {cap}: pass --recompute (or lower --batch-size, or add --devices)")
     rec = predict(True)
     if rec.total > capacity:
+        found = more_shards() if more_shards is not None else None
+        hint = (f"{found[0]} would peak at {found[1].total / GIB:.1f} GiB (batch norm then per shard: a different "
+                "search), or " if found else "")
         raise SedonaError(f"memory: the predicted peak is {rec.total / GIB:.1f} GiB even with --recompute, more "
-                          f"than the device's {cap}: lower --batch-size or spread the batch over --devices")
+                          f"than the device's {cap}: {hint}lower --batch-size or spread the batch over --devices")
     if requested is None:
         note = (f"memory: the stored graph would peak at {stored.total / GIB:.1f} GiB, more than {cap}: "
-                f"recomputing each inner step instead (--recompute; predicted {rec.total / GIB:.1f} GiB)")
+                f"recomputing each inner step instead (--recompute{how}; predicted {rec.total / GIB:.1f} GiB)")
     else:
-        note = f"memory: predicted peak {rec.total / GIB:.1f} GiB of {cap} (--recompute)"
+        note = f"memory: predicted peak {rec.total / GIB:.1f} GiB of {cap} (--recompute{how})"
     return MemoryPlan(True, stored, rec, capacity, note)
+
+
+def shard_rows(rows: int, shards: int) -> int:
+    """Rows of the largest of `shards` shards of `rows` (search/sharding.py: sizes differ by at most one)."""
+    return -(-rows // shards)
 
 
 def plan_search_memory(net: RelaxedNet, device: torch.device, input_shape: tuple[int, ...], batch_size: int,
                        val_batch_size: int, inner_steps: int, memory_size: int, *, requested: bool | None,
-                       fast: bool = True, capacity: int | None = None) -> MemoryPlan:
-    """`plan_memory` for a search of `net` on `device` (capacity: `device_memory(device)` unless given)."""
+                       fast: bool = True, capacity: int | None = None, shards: int = 1,
+                       processes: bool = False) -> MemoryPlan:
+    """`plan_memory` for a search of `net` on `device` (capacity: `device_memory(device)` unless given) whose
+    batches (`batch_size`, `val_batch_size`: whole batches) are cut into `shards` shards, all in this process
+    or (`processes`) one per process. What a step holds: the stored graph, every shard this process computes
+    (the whole batch in one process); the recomputed sweep, one shard at a time (search/recompute.py).
+    Where even that does not fit, the refusal names the fewest shards (2, 4, 8, ...; each of 2 rows or more)
+    whose recomputed step fits: `--shards R` in one process, R devices under several."""
     cap = device_memory(device) if capacity is None else capacity
 
-    def predict(recompute: bool, bound: bool = False) -> PeakEstimate:
-        return predict_peak(net, device, input_shape, batch_size, val_batch_size, inner_steps, memory_size,
-                            recompute=recompute, fast=fast, bound=bound)
+    def predict(recompute: bool, bound: bool = False, r: int = shards) -> PeakEstimate:
+        held = 1 if (recompute or processes) else r  # shards whose graphs are alive at once
+        rows, val = shard_rows(batch_size, r) * held, shard_rows(val_batch_size, r) * held
+        return predict_peak(net, device, input_shape, min(rows, batch_size), min(val, val_batch_size), inner_steps,
+                            memory_size, recompute=recompute, fast=fast, bound=bound)
 
-    return plan_memory(requested, cap, predict, bound=lambda recompute: predict(recompute, bound=True))
+    def more_shards() -> tuple[str, PeakEstimate] | None:
+        for r in (2, 4, 8, 16, 32, 64):
+            if r <= shards or batch_size // r < 2 or val_batch_size // r < 2:
+                continue
+            est = predict(True, r=r)
+            if est.total <= cap:
+                return (f"{r} devices (--devices)" if processes else f"--shards {r} --recompute"), est
+        return None
+
+    how = f"one shard of {shard_rows(batch_size, shards)} rows at a time" if shards > 1 and not processes else ""
+    return plan_memory(requested, cap, predict, bound=lambda recompute: predict(recompute, bound=True),
+                       more_shards=more_shards, recomputed_how=how)

@@ -89,13 +89,13 @@ class SearchRunner:
         self.alpha = torch.zeros(n, 2, device=self.device, requires_grad=True)  # Algorithm 1: start at 0
         self.beta = torch.zeros(n, m, device=self.device, requires_grad=True)
         self.inner = InnerSettings(cfg.momentum, cfg.weight_decay)
-        # Refused here, before the run directory is touched, if the outer step cannot fit the device.
-        # Under R processes a rank holds its shard of every batch only (search/sharding.py).
-        per_rank = (lambda n: n) if self.sharding.rank is None else (lambda n: -(-n // self.sharding.shards))
+        # Refused here, before the run directory is touched, if the outer step cannot fit the device. The stored
+        # graph holds every shard this process computes, the recomputed sweep one shard at a time.
         self.memory_plan = plan_search_memory(
-            self.net, self.device, self.data.input_shape, per_rank(cfg.data.batch_size),
-            per_rank(min(cfg.val_batch_size, len(self.data.val))), cfg.inner_steps, cfg.memory_size,
-            requested=cfg.recompute, fast=cfg.fast_heads)
+            self.net, self.device, self.data.input_shape, cfg.data.batch_size,
+            min(cfg.val_batch_size, len(self.data.val)), cfg.inner_steps, cfg.memory_size,
+            requested=cfg.recompute, fast=cfg.fast_heads, shards=self.sharding.shards,
+            processes=self.sharding.rank is not None)
         log.info("%s", self.memory_plan.note)
         self.bilevel = Bilevel(self.net, self.alpha, self.beta, inner=self.inner, outer_lr=cfg.outer_lr,
                                outer_weight_decay=cfg.outer_weight_decay,

@@ -90,30 +90,43 @@ class Sharding:
         self.sum_([t])
         return t.tolist()
 
-    def relaxed_loss(self, net: nn.Module, batch: Batch, a_mix: Tensor, b_mix: Tensor,
-                     buffers: bool = False) -> tuple[Tensor, list]:
-        """(sum_r w_r L_r over this process's shards, the passes' GradMix hooks) of the relaxed loss.
-
-        `buffers`: leave `net`'s buffers as the sharded step defines them (module docstring; summed over
-        processes). The unrolled steps pass False: their buffer updates are discarded (Bilevel reloads the
-        sampled weights), and batch norm in training mode reads no running statistics.
+    def relaxed_loss(self, net: nn.Module, batch: Batch, a_mix: Tensor, b_mix: Tensor) -> tuple[Tensor, list]:
+        """(sum_r w_r L_r over this process's shards, the passes' GradMix hooks) of the relaxed loss, every
+        shard's graph alive (the stored unrolled graph). Each shard's forward moves `net`'s batch-norm running
+        buffers in turn: the unrolled steps discard them (Bilevel reloads the sampled weights), and batch norm
+        in training mode reads no running statistics.
         """
         if self.unsharded:
             out = net(batch[0], batch[1], a_mix, b_mix)
             return out.total, [out.mix]
-        start = _buffers(net) if buffers else None
-        total, mixes, ends = None, [], []
+        total, mixes = None, []
         for w, (x, y) in self.local(batch):
-            if start is not None:
-                _set_buffers(net, {k: v.clone() for k, v in start.items()})
             out = net(x, y, a_mix, b_mix)
             total = out.total * w if total is None else total + out.total * w
             mixes.append(out.mix)
-            if start is not None:
-                ends.append((w, _buffers(net)))
-        if start is not None:
-            self._average_buffers(net, ends)
         return total, mixes
+
+    def relaxed_backward(self, net: nn.Module, batch: Batch, a_mix: Tensor, b_mix: Tensor) -> Tensor:
+        """Back-propagate sum_r w_r L_r over this process's shards into the parameters' `.grad` (accumulated),
+        one shard at a time (one shard's graph alive); returns the loss, detached. Leaves `net`'s buffers as
+        the sharded step defines them (module docstring; summed over processes).
+        """
+        if self.unsharded:
+            out = net(batch[0], batch[1], a_mix, b_mix)
+            out.total.backward()
+            return out.total.detach()
+        start = _buffers(net)
+        total, ends = None, []
+        for w, (x, y) in self.local(batch):
+            _set_buffers(net, {k: v.clone() for k, v in start.items()})
+            out = net(x, y, a_mix, b_mix)
+            part = out.total * w
+            part.backward()
+            total = part.detach() if total is None else total + part.detach()
+            ends.append((w, _buffers(net)))
+            del out, part
+        self._average_buffers(net, ends)
+        return total
 
     def val_loss(self, fnet: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
         """(sum_r w_r loss_r, sum_r w_r error_r) over this process's shards of the validation batch."""

@@ -59,3 +59,17 @@ def test_two_ranks_measure_the_data_parallel_search(capsys) -> None:
     outer = result["revisions"]["this tree"]["outer"]
     assert result["devices"] == 2 and math.isfinite(outer["sec_per_step"]) and outer["sec_per_step"] > 0
     assert outer["peak_rss_mib"] >= outer["rss_before_mib"] > 0
+
+
+def test_shards_count_the_rows_a_process_holds_and_exclude_devices() -> None:
+    # --shards R (every shard in one worker): the prediction traces one shard's rows for the recomputed sweep,
+    # all of them for the stored graph (memory_model.plan_search_memory); the prediction itself is tested in
+    # tests/search/test_search_memory_model.py, the sharded sweep in tests/search/test_search_recompute.py.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import search_cost
+
+    assert search_cost.held_rows({"batch_size": 8, "val_batch_size": 9}, 2, True, False) == (4, 5)
+    assert search_cost.held_rows({"batch_size": 8, "val_batch_size": 9}, 2, False, False) == (8, 9)
+    assert search_cost.held_rows({"batch_size": 8, "val_batch_size": 9}, 2, False, True) == (4, 5)  # a rank
+    with pytest.raises(SystemExit, match="--shards"):
+        search_cost.main(TINY + ["--shards", "2", "--devices", "2"])

@@ -49,6 +49,19 @@ def test_the_extrapolated_peak_equals_a_trace_at_the_target() -> None:
             assert bound >= step_bytes(net, (4,), b, 2 * b, t, recompute=recompute)
 
 
+def test_the_recomputed_sweep_holds_one_shard_at_a_time() -> None:
+    # --shards 4 --recompute at batch 32 holds about what the unsharded sweep holds at batch 8 (measured +8% on
+    # this tiny net: the whole batch's inputs and the shards' weights, a few kB here, nothing at real sizes),
+    # and much less than the unsharded sweep at 32; the stored graph of 4 shards holds every shard (+4%).
+    net = tiny_relaxed(num_layers=4, pool=2, bn=True, seed=1)
+    one = traced_step_bytes(net, (4,), 8, 16, 3, recompute=True)
+    four = traced_step_bytes(net, (4,), 32, 64, 3, recompute=True, shards=4)
+    whole = traced_step_bytes(net, (4,), 32, 64, 3, recompute=True)
+    assert one <= four <= 1.15 * one and four < 0.7 * whole, (one, four, whole)
+    stored = traced_step_bytes(net, (4,), 32, 64, 3, recompute=False)
+    assert traced_step_bytes(net, (4,), 32, 64, 3, recompute=False, shards=4) == pytest.approx(stored, rel=0.1)
+
+
 def _predict(stored: float, recomputed: float, calls: list):
     def predict(recompute: bool) -> PeakEstimate:
         calls.append(recompute)
@@ -145,3 +158,25 @@ def test_the_cli_refuses_in_one_line_and_writes_nothing(tmp_path: Path, monkeypa
     _capacity(monkeypatch, GIB // 2)
     _fails(capsys, TINY + [flag, "--out", str(tmp_path / "s")], "error: memory:", *words)
     assert not (tmp_path / "s").exists()
+
+
+def test_the_plan_counts_one_shard_and_the_refusal_names_the_shards_that_fit(monkeypatch) -> None:
+    # Fake traces (2 MiB per image of the step, recomputed): at batch 64 the recomputed step is 141 MiB with
+    # the CPU factor, per shard of 16 rows 35 MiB; the device holds the process and 50 MiB more.
+    _fake_traces(monkeypatch)
+    net = tiny_relaxed(num_layers=3, pool=2, bn=True, seed=1)
+    resident = mm.predict_peak(net, torch.device("cpu"), (4,), 64, 64, 2, 3, recompute=True).resident
+    cap = resident + 50 * 2**20
+    args = (net, torch.device("cpu"), (4,), 64, 64, 2, 3)
+    with pytest.raises(SedonaError) as err:
+        mm.plan_search_memory(*args, requested=None, capacity=cap)
+    msg = str(err.value)
+    assert "--shards 4 --recompute would peak at" in msg and "--batch-size" in msg and "--devices" in msg, msg
+    plan = mm.plan_search_memory(*args, requested=None, capacity=cap, shards=4)
+    assert plan.recompute and "one shard of 16 rows at a time" in plan.note, plan.note
+    assert plan.recomputed.step == int(2**21 * 16 * mm.CPU_OVERHEAD)
+    with pytest.raises(SedonaError, match="with --recompute.*: 4 devices \\(--devices\\) would peak"):
+        mm.plan_search_memory(*args, requested=True, capacity=cap, shards=2, processes=True)
+    with pytest.raises(SedonaError) as err:  # nothing fits: no shard count is named
+        mm.plan_search_memory(*args, requested=True, capacity=resident)
+    assert "--shards" not in str(err.value)
