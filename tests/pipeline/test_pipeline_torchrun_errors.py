@@ -21,8 +21,12 @@ def test_a_user_error_is_the_last_thing_torchrun_says(tmp_path):
     assert proc.returncode != 0
     ours = "error: --blocks 2 does not match the decoupling 'dgl:3', which has K = 3 blocks"
     assert ours in err, err[-3000:]
-    lines = [line.strip() for line in err.splitlines() if line.strip() and not set(line.strip()) <= set("=-")]
-    assert lines[-1].endswith(ours), err[-2000:]  # torchrun's root-cause entry quotes our line last
+    assert _last_line(err).endswith(ours), err[-2000:]  # torchrun's root-cause entry quotes our line last
+
+
+def _last_line(err: str) -> str:
+    """The last line torchrun wrote that is not a rule of '=' or '-'."""
+    return [x.strip() for x in err.splitlines() if x.strip() and not set(x.strip()) <= set("=-")][-1]
 
 
 def test_a_rank_started_with_other_process_settings_is_named_with_the_option(tmp_path):
@@ -49,5 +53,4 @@ def test_a_rank_started_with_other_process_settings_is_named_with_the_option(tmp
     assert proc.returncode != 0
     line = "started with --window 3, the coordinator (rank 0) with 2: start every rank with the same --window"
     assert f"error: block2 failed: {line}" in err, err[-3000:]  # the coordinator's
-    lines = [x.strip() for x in err.splitlines() if x.strip() and not set(x.strip()) <= set("=-")]
-    assert lines[-1].endswith(f"error: block2: {line}"), err[-2000:]  # torchrun's root cause: the block's own
+    assert _last_line(err).endswith(f"error: block2: {line}"), err[-2000:]  # torchrun's root cause: the block's own
