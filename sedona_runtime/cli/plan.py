@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=int, help="number of blocks K (default: the decoupling's)")
     p.add_argument("--min-speedup", type=float, help="target predicted speedup; without it the top-score cut is chosen")
     p.add_argument("--head", help="put this head at every boundary instead of argmax beta")
-    p.add_argument("--profile", help="measured per-layer profile JSON (default: multiply-add counts)")
+    p.add_argument("--profile", help="measured per-layer profile JSON (default: multiply-add counts; --devices "
+                                        "needs seconds: --profile, --measure or --device-rate)")
     p.add_argument("--measure", metavar="DEVICE", help="measure a per-layer profile now on DEVICE (cpu, cuda, cuda:1)")
     p.add_argument("--save-profile", help="with --measure: also write the measured profile JSON here")
     p.add_argument("--measure-iters", type=int, default=5, help="timed steps per piece with --measure (default 5)")

@@ -61,6 +61,24 @@ def hardware(args: argparse.Namespace):
                     overlap=OVERLAP if args.overlap is None else args.overlap)
 
 
+def _plan_options(args: argparse.Namespace, arch: str, batch: int) -> str:
+    """The options a planned cut's own `plan` command needs to write the cut this table ranked: the network
+    (--arch, the input) and the same cost model (a measured profile is named by the file it was saved to;
+    measured anew otherwise, which may move a cut between near-equal ones)."""
+    opts = [f"--arch {arch}", f"--dataset {args.dataset}", f"--width {args.width:g}", f"--batch-size {batch}"]
+    if args.image_size is not None:
+        opts.append(f"--image-size {args.image_size}")
+    if args.head is not None:
+        opts.append(f"--head {args.head}")
+    if args.profile is not None:
+        opts.append(f"--profile {args.profile}")
+    elif args.measure is not None:
+        opts.append(f"--profile {args.save_profile}" if args.save_profile else f"--measure {args.measure}")
+    elif args.device_rate is not None:
+        opts.append(f"--device-rate {args.device_rate:g}")
+    return " ".join(opts)
+
+
 def run_devices(args: argparse.Namespace, console: Console) -> int:
     """Rank the layouts; the chosen nothing is written (unless --out: the ranked layouts as JSON)."""
     from sedona_runtime.cli._common import PRESETS
@@ -102,7 +120,7 @@ def run_devices(args: argparse.Namespace, console: Console) -> int:
                                     width=args.width), shape, sorted(cm.head_cost))
     given = base if args.decoupling is not None else None
     plan = plan_devices(base, cm, net, hw, batch, base_name=spec, given=given, given_name=args.decoupling,
-                        max_blocks=args.blocks)
+                        max_blocks=args.blocks, plan_options=_plan_options(args, base.arch, batch))
     _show(console, plan, cm, base.arch, args.rows)
     sentence = ddp_fastest_sentence(plan.ranked)
     if sentence:

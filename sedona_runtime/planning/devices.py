@@ -1,6 +1,7 @@
 """Every K x R layout of one network on G devices, ranked: planned cuts per K, the given decoupling, plain DDP."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -37,26 +38,30 @@ class DevicePlan:
     skipped: list[str]      # layouts left out, with why (a batch that does not split)
 
 
-def command(lay: Layout, base: str, given: str | None) -> str:
-    """The command line that runs `lay` (`launch/greedy.py`; a planned cut is written by the plan CLI first);
-    a pipelined peer is not run by this runtime: the benchmark that measures it."""
+def command(lay: Layout, base: str, given: str | None, plan_options: str = "", min_speedup: float | None = None) -> str:
+    """The command line that runs `lay` (`python launch/greedy.py`; a planned cut is written by the plan CLI
+    first, with `plan_options`: the network and cost-model options this plan was made with, and `--min-speedup`
+    just under the planned cut's predicted speedup, so it writes the fastest cut this table ranked); a pipelined
+    peer is not run by this runtime: the benchmark that measures it."""
     if lay.schedule is not None:
-        return (f"peer, not run by this runtime (torch.distributed.pipelining); measured by: benchmarks/speedup.py "
-                f"--blocks {lay.K} --peers {lay.schedule} --microbatches {lay.microbatches}")
+        return (f"peer, not run by this runtime (torch.distributed.pipelining); measured by: python "
+                f"benchmarks/speedup.py --blocks {lay.K} --peers {lay.schedule} --microbatches {lay.microbatches}")
     if lay.K == 1:
-        return f"launch/greedy.py --blocks 1 --replicas {lay.R} --decoupling backprop"
+        return f"python launch/greedy.py --blocks 1 --replicas {lay.R} --decoupling backprop"
     reps = f" --replicas {lay.R}" if lay.R > 1 else ""
     place = f" --replica-placement {lay.placement}" if lay.R > 1 and lay.placement != "rows" else ""
     if lay.cut == "given" and given is not None:
-        return f"launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {given}"
+        return f"python launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {given}"
     out = f"planned_k{lay.K}.json"
-    return (f"python -m sedona_runtime.plan --decoupling {base} --blocks {lay.K} --out {out} && "
-            f"launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {out}")
+    target = "" if min_speedup is None else f" --min-speedup {math.floor(min_speedup * 1000) / 1000:g}"
+    opts = f" {plan_options}" if plan_options else ""
+    return (f"python -m sedona_runtime.plan --decoupling {base}{opts} --blocks {lay.K}{target} --out {out} && "
+            f"python launch/greedy.py --blocks {lay.K}{reps}{place} --decoupling {out}")
 
 
 def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, batch_size: int, *,
                  base_name: str, given: Decoupling | None = None, given_name: str | None = None,
-                 max_blocks: int | None = None, pipelined: bool = True) -> DevicePlan:
+                 max_blocks: int | None = None, pipelined: bool = True, plan_options: str = "") -> DevicePlan:
     """All layouts with K * R <= hw.devices: K = 1 (DDP), and for K >= 2 the fastest cut planned from
     `base`'s alpha (make_plan) and `given` at its own K; every placement that differs across hosts. With
     `pipelined`, the peers too: GPipe and 1F1B over K = 2..G stages of the balanced cut (no heads), each at
@@ -64,12 +69,14 @@ def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, ba
     G = hw.devices
     top = min(G, cm.num_layers, max_blocks or G)
     candidates: list[tuple[int, list, str]] = []
+    fastest: dict[int, float] = {}  # K -> the planned cut's predicted speedup (its command asks for it)
     for K in range(1, top + 1):
         if K == 1:
             candidates.append((1, [(1, cm.num_layers, None)], "backprop"))
             continue
         plan = make_plan(base, cm, K)
         heads = plan.heads_of(plan.fastest)
+        fastest[K] = plan.fastest.speedup
         bounds = [0, *plan.fastest.boundaries, cm.num_layers]
         blocks = [(bounds[i] + 1, bounds[i + 1], heads[i] if i < K - 1 else None) for i in range(K)]
         candidates.append((K, blocks, "planned"))
@@ -84,7 +91,8 @@ def plan_devices(base: Decoupling, cm: CostModel, net: Network, hw: Hardware, ba
                 continue
             for placement in placements_for(K, R, hw):
                 lay = layout(cm, net, hw, batch_size, blocks, R, placement, cut)
-                lay.command = command(lay, base_name, given_name)
+                lay.command = command(lay, base_name, given_name, plan_options,
+                                      fastest.get(K) if cut == "planned" else None)
                 layouts.append(lay)
     if pipelined:
         layouts += pipelined_layouts(cm, net, hw, batch_size, range(2, top + 1))

@@ -76,7 +76,7 @@ def from_profile(profile: Mapping[str, Any] | str | Path, *, arch: str | None = 
         classifier_cost=classifier, transfer_cost=transfer_costs(bb, bw, L),
         boundary_bytes=None if bb is None else [float(b) for b in bb], transfer_bytes_per_s=bw,
         device=str(profile.get("device", "")), batch_size=profile.get("batch_size"),
-        input_shape=list(shape) if shape is not None else None, source=f"measured profile {where}",
+        input_shape=list(shape) if shape is not None else None, source="measured profile" if where == "profile" else f"measured profile {where}",
     )
 
 

@@ -64,3 +64,23 @@ def test_bad_values_are_one_line(capsys, args, message):
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("error:")
+
+
+def test_a_planned_layouts_command_writes_the_cut_it_ranked(capsys, tmp_path):
+    """The printed `plan` command of a planned cut runs as printed (python ..., --arch for a spec, the same cost
+    model) and writes the cut the table ranked (the fastest, not the top-scoring one: sedona:2 has alpha)."""
+    import shlex
+
+    assert main(["--devices", "2", "--arch", "vgg19", "--dataset", "cifar10", "--width", "0.25",
+                 "--device-rate", "1e9", "--out", str(tmp_path / "layouts.json")]) == 0
+    capsys.readouterr()
+    rec = json.loads((tmp_path / "layouts.json").read_text())
+    planned = next(l for l in rec["layouts"] if l["K"] == 2 and l["R"] == 1 and l["cut"] == "planned")
+    plan_cmd, run_cmd = planned["command"].split(" && ")
+    assert run_cmd.startswith("python launch/greedy.py --blocks 2 ")
+    argv = shlex.split(plan_cmd)
+    assert argv[:3] == ["python", "-m", "sedona_runtime.plan"] and "--arch" in argv and "--min-speedup" in argv
+    assert main(argv[3:]) == 0
+    written = json.loads((tmp_path / "planned_k2.json").read_text())
+    assert [b["last"] for b in written["blocks"][:-1]] == planned["boundaries"] == [7]  # the fastest (1.864x)
+    assert [b["head"] for b in written["blocks"][:-1]] == planned["heads"][:1]
