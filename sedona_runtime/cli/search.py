@@ -149,6 +149,20 @@ def _line(r: dict) -> str:
             f"{r['sec_per_step']:.2f} s/step  eta {fmt_time(r['eta_s'])}")
 
 
+def _network(r: dict) -> str:
+    """The start line's network: arch, width and layers (as the trainers' run headers say it)."""
+    width = f" x{r['width']:g}" if r.get("width") is not None else ""
+    return f"{r['arch']}{width} ({r['num_layers']} layers)"
+
+
+def _steps(r: dict) -> str:
+    """The start line's step count, split into its phases (progress lines count steps over the whole search)."""
+    pretrain = r.get("pretrain")
+    if pretrain is None:
+        return f"{r['total']} steps"
+    return f"{r['total']} steps ({pretrain} pretraining + {r['total'] - pretrain} outer)"
+
+
 def stop_line(r: dict) -> str:
     """What Ctrl-C did: at once "stopping after the current step", then where the checkpoint is."""
     if r["kind"] == "stopping":
@@ -166,7 +180,7 @@ class PlainReporter:
     def event(self, r: dict) -> None:
         if r["kind"] == "start":
             what = f"resuming at step {r['step']}" if r["step"] else "searching"
-            self.write(f"{what}: {r['arch']} ({r['num_layers']} layers) on {r['device']}, {r['total']} steps; {r['data']}")
+            self.write(f"{what}: {_network(r)} on {r['device']}, {_steps(r)}; {r['data']}")
             if r.get("memory"):
                 self.write(r["memory"])
         elif r["kind"] in ("stopping", "stopped"):
@@ -196,7 +210,7 @@ class RichReporter:
         if r["kind"] in ("stopping", "stopped"):
             self.console.print(stop_line(r), markup=False, highlight=False)
         elif r["kind"] == "start":
-            self.console.print(f"search: {r['arch']} ({r['num_layers']} layers) on {r['device']}; {r['data']}",
+            self.console.print(f"search: {_network(r)} on {r['device']}, {_steps(r)}; {r['data']}",
                                markup=False, highlight=False)
             if r.get("memory"):
                 self.console.print(r["memory"], markup=False, highlight=False)
@@ -280,8 +294,10 @@ def run(argv: list[str] | None) -> int:
             raise SedonaError(f"--export: no search checkpoint at {run_dir.last_checkpoint}")
         cfg = from_dict(SearchConfig, run_dir.read_config(), where=str(run_dir.config))
         written = export_checkpoint(args.out)
+        more = (" (continue the search with --resume)" if written["outer_steps"] < written["search_steps"]
+                else " (the search is finished)")
         console.print(f"{args.out}: decouplings after {written['outer_steps']} of {written['search_steps']} outer "
-                      "steps (continue the search with --resume)", highlight=False)
+                      f"steps{more}", highlight=False)
         _print_written(console, cfg, written)
         return 0
     cfg = build_config(args)

@@ -98,7 +98,8 @@ def export_checkpoint(out_dir: str | Path) -> dict:
     pretrain = cfg.pretrain_steps if cfg.pretrain else 0
     done = int(ck["step"]) - pretrain
     if done <= 0:
-        raise SedonaError(f"{out_dir}: the search stopped during pretraining (step {ck['step']} of {pretrain}), before "
+        raise SedonaError(f"{out_dir}: the search stopped during pretraining (step {ck['step']} of its {pretrain} "
+                          "pretraining steps), before "
                           "any outer step: alpha and beta are still zero. Continue it with --resume")
     alpha, beta = ck["bilevel"]["alpha"], ck["bilevel"]["beta"]
     source = (f"SEDONA search, stopped after {done} of {cfg.search_steps} outer steps: {cfg.model.arch} on "

@@ -150,7 +150,8 @@ class SearchRunner:
             # Announced once Ctrl-C is deferred: from here on it stops at a step boundary.
             self._emit({"kind": "start", "step": self.step, "total": self.total, "arch": self.arch,
                         "num_layers": self.num_layers, "device": str(self.device), "data": self.data.note,
-                        "memory": self.memory_plan.note})
+                        "memory": self.memory_plan.note, "width": self.cfg.model.width,
+                        "pretrain": self.pretrain_steps})
             while self.step < end:
                 if self.step < self.pretrain_steps:
                     self._pretrain_step()
