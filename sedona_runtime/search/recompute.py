@@ -111,10 +111,6 @@ def _start_buffers(net: RelaxedNet, momentum: State | None, use_momentum: bool) 
     return out
 
 
-def _leaves(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
-    return [None if t is None else t.detach().requires_grad_(True) for t in tensors]
-
-
 def _or_zeros(g: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g.detach()
 
